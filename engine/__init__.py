@@ -1,0 +1,3 @@
+"""nurture: an email nurture sequence engine."""
+
+__version__ = "0.1.0"

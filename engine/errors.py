@@ -1,0 +1,111 @@
+"""The one exception tree of nurture. Imports nothing from engine.
+
+Each class's docstring is its default message; subclasses carry the data an entry point
+needs to explain the problem (file, line, SMTP code). Entry points (cli/, web/) are the only
+places that turn these into exit codes and HTTP statuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class NurtureError(Exception):
+    """Something went wrong in nurture."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in authored content, reported as `file:line: message`."""
+
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        return f"{where}: {self.message}"
+
+
+class ConfigError(NurtureError):
+    """The configuration is invalid."""
+
+
+class AuthoringError(NurtureError):
+    """A sequence or template has problems."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems) or "invalid sequence")
+
+
+class UnknownSequence(NurtureError):
+    """No such sequence."""
+
+
+class RenderError(NurtureError):
+    """A template failed to render."""
+
+    def __init__(self, template: str, line: int | None, message: str) -> None:
+        self.template, self.line = template, line
+        where = f"{template}:{line}" if line else template
+        super().__init__(f"{where}: {message}")
+
+
+class HeaderInjection(RenderError):
+    """A rendered header value carries a control character (CR, LF, NUL)."""
+
+
+class InvalidLead(NurtureError):
+    """The lead data is invalid."""
+
+
+class Suppressed(NurtureError):
+    """The address is on the suppression list."""
+
+    def __init__(self, email: str, reason: str) -> None:
+        self.email, self.reason = email, reason
+        super().__init__(f"{email} is suppressed ({reason}); it is never sent to")
+
+
+class AlreadyEnrolled(NurtureError):
+    """The lead is already active in this sequence."""
+
+
+class NotFound(NurtureError):
+    """No such record."""
+
+
+class InvalidTransition(NurtureError):
+    """That action is not possible in the record's current state."""
+
+
+class SendError(NurtureError):
+    """Sending failed."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class TransientSendError(SendError):
+    """A temporary SMTP failure (4xx, dropped connection, timeout): retry with backoff."""
+
+
+class PermanentSendError(SendError):
+    """A permanent SMTP failure (5xx): the touch fails and the address bounces."""
+
+
+class MailboxQuotaExhausted(TransientSendError):
+    """The relay says the mailbox's sending quota is used up: pause that mailbox."""
+
+
+class MailboxError(NurtureError):
+    """The IMAP mailbox could not be reached or read."""
