@@ -1,0 +1,172 @@
+"""One typed Settings object: a config file (nurture.yaml) plus NURTURE_* environment variables.
+
+This is the only module that reads the environment. Secrets (passwords, the signing key,
+API tokens) never live in the file: the file names the environment variable that holds each.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.domain.sequence import check_timezone
+from engine.errors import ConfigError
+
+CONFIG_FILE_NAMES = ("nurture.yaml", "nurture.yml")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SmtpConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = 587
+    tls: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password_env: str = ""  # name of the environment variable holding the password
+    timeout: float = 30.0
+    messages_per_connection: int = 100  # recycle connections, as relays advise
+    connections: int = 2
+
+
+class ImapConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = 993
+    tls: Literal["tls", "starttls", "none"] = "tls"
+    username: str = ""
+    password_env: str = ""
+    folders: list[str] = Field(default_factory=lambda: ["INBOX"])
+    sent_folder: str = "Sent"  # empty: do not keep a copy of sent mail
+    idle: bool = True  # IDLE when the server offers it, else poll
+    idle_renew_seconds: int = 300  # re-issue IDLE well inside RFC 2177's 29 minutes
+    poll_seconds: int = 60
+
+
+class MailboxConfig(Section):
+    address: str
+    from_name: str = ""
+    signature: str = ""
+    reply_to: str = ""
+    smtp: SmtpConfig = SmtpConfig()
+    imap: ImapConfig | None = None
+    daily_limit: int = 400
+    per_minute_limit: int = 20
+
+
+class RepConfig(Section):
+    name: str
+    email: str
+    password_env: str = ""  # rep page sign-in; empty means the rep cannot sign in
+    webhook: str = ""
+
+
+class Settings(BaseSettings):
+    """Everything the engine is configured with, read once at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="NURTURE_", extra="forbid", frozen=True)
+
+    config_path: Path | None = None
+    database_url: str = "sqlite:///nurture.db"
+    sequences_dir: Path = Path("sequences")
+    templates_dir: Path = Path("templates")
+    default_timezone: str = "UTC"
+    base_url: str = "http://127.0.0.1:8025"  # public URL of the HTTP server (unsubscribe links)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8025
+    secret_key: str = ""  # signs unsubscribe links and rep sessions: set NURTURE_SECRET_KEY
+    api_token: str = ""  # bearer token for the HTTP API: set NURTURE_API_TOKEN
+    unsubscribe_mailto: str = ""  # e.g. unsubscribe@example.com; default: the mailbox address
+    postal_address: str = ""  # CAN-SPAM footer, available to templates as sender.postal_address
+    notify_webhook: str = ""  # optional: JSON POST on every handoff (chat tools)
+    mailboxes: dict[str, MailboxConfig] = Field(default_factory=dict)
+    reps: list[RepConfig] = Field(default_factory=list)
+    worker_name: str = ""  # default: host:pid
+    batch_size: int = 100
+    lease_seconds: int = 60
+    heartbeat_seconds: int = 10
+    log_format: Literal["json", "console"] = "console"
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_timezone(v)
+
+    @classmethod
+    def load(cls, config_path: Path | str | None = None, **overrides: Any) -> Settings:
+        """Read the config file (explicit, $NURTURE_CONFIG, or ./nurture.yaml) and the env."""
+        path = _find_config(config_path)
+        data: dict[str, Any] = {}
+        if path is not None:
+            try:
+                loaded = yaml.safe_load(path.read_text()) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise ConfigError(f"{path}: cannot read the config file: {exc}") from exc
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"{path}: the config file must be a mapping of settings")
+            data = loaded
+            base = path.parent
+            for key in ("sequences_dir", "templates_dir"):
+                if key in data and not Path(data[key]).is_absolute():
+                    data[key] = str(base / data[key])
+            for key in ("sequences_dir", "templates_dir"):
+                data.setdefault(key, str(base / key.removesuffix("_dir")))
+            url = data.get("database_url", "")
+            if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+                data["database_url"] = f"sqlite:///{base / url.removeprefix('sqlite:///')}"
+        # Environment wins over the file; explicit overrides win over both.
+        env_keys = {k.lower().removeprefix("nurture_") for k in os.environ if k.startswith("NURTURE_")}
+        for key in env_keys & set(data):
+            data.pop(key)
+        data.update(overrides)
+        try:
+            return cls(config_path=path, **data)
+        except ValidationError as exc:
+            raise ConfigError(_explain(path, exc)) from None
+
+    def secret(self, env_name: str) -> str:
+        """The value of a secret named in the config (e.g. a mailbox password)."""
+        return os.environ.get(env_name, "") if env_name else ""
+
+    def mailbox(self, name: str) -> MailboxConfig:
+        try:
+            return self.mailboxes[name]
+        except KeyError:
+            known = ", ".join(sorted(self.mailboxes)) or "none configured"
+            raise ConfigError(f"no mailbox named '{name}' (mailboxes: {known})") from None
+
+    def rep(self, name: str) -> RepConfig | None:
+        return next((r for r in self.reps if r.name == name), None)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _find_config(explicit: Path | str | None) -> Path | None:
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        return path
+    env = os.environ.get("NURTURE_CONFIG")
+    if env:
+        return _find_config(env)
+    return next((Path(n) for n in CONFIG_FILE_NAMES if Path(n).is_file()), None)
+
+
+def _explain(path: Path | None, exc: ValidationError) -> str:
+    where = str(path) if path else "settings"
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        lines.append(f"{where}: {loc}: {msg}")
+    return "\n".join(lines)

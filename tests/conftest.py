@@ -1,0 +1,65 @@
+"""Shared test set-up: a scrubbed environment and the rule for real servers.
+
+Real-server tests (PostgreSQL, Dovecot, chromium) skip on a developer machine that lacks
+the server, but FAIL when CI=true: a missing server in CI is a broken CI, not a pass.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus"
+PG_ADMIN_URL = os.environ.get("NURTURE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def require(available: bool, what: str) -> None:
+    """Skip when a server is missing locally; fail when CI=true."""
+    if available:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{what} is required in CI but is not available")
+    pytest.skip(f"{what} is not available on this machine")
+
+
+@pytest.fixture(autouse=True)
+def _scrub_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's NURTURE_* settings."""
+    for key in list(os.environ):
+        if key.startswith("NURTURE_") and key != "NURTURE_TEST_PG":
+            monkeypatch.delenv(key)
+
+
+def _pg_connect(url: str):  # noqa: ANN202 - psycopg connection
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True, connect_timeout=3)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    try:
+        admin = _pg_connect(PG_ADMIN_URL)
+    except Exception as exc:  # noqa: BLE001 - any failure means no server
+        require(False, f"PostgreSQL at {PG_ADMIN_URL} ({exc})")
+        raise
+    name = f"nurture_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def corpus() -> Path:
+    require(CORPUS.is_dir(), f"the shared mail corpus at {CORPUS}")
+    return CORPUS
