@@ -109,3 +109,7 @@ class MailboxQuotaExhausted(TransientSendError):
 
 class MailboxError(NurtureError):
     """The IMAP mailbox could not be reached or read."""
+
+
+class ScheduleError(NurtureError):
+    """A touch's time cannot be computed (a send window with no open day, a bad cron)."""
