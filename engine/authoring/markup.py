@@ -1,0 +1,88 @@
+"""The parts of an email from one template: Markdown -> HTML, HTML -> text, text -> HTML.
+
+Also the two safety rules of rendered output: lead data cannot become Markdown markup in
+the HTML part, and a subject cannot carry a line break or control character.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from typing import Any
+
+import html2text
+import markdown
+from markupsafe import Markup, escape
+
+from engine.errors import HeaderInjection, RenderError
+
+_DOCUMENT = """<!DOCTYPE html>
+<html>
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width"></head>
+<body style="font-family: Arial, Helvetica, sans-serif; font-size: 15px; line-height: 1.5; \
+color: #222222;">
+{body}
+</body>
+</html>
+"""
+
+# Characters that would let a lead's own data add links, images or emphasis to our HTML.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]])")
+MAX_SUBJECT = 900  # RFC 5322 caps a header line at 998 characters, folding included
+
+
+def markdown_finalize(value: Any) -> Any:
+    """Jinja `finalize` for Markdown templates: HTML-escape, then neutralise Markdown syntax."""
+    if isinstance(value, Markup):
+        return value  # written by the template author (|safe, macros, includes)
+    return Markup(_MD_SPECIAL.sub(r"\\\1", str(escape(value))))
+
+
+def markdown_to_html(source: str) -> str:
+    """Markdown as people write email: a single line break stays a line break (nl2br)."""
+    body = markdown.markdown(source, extensions=["extra", "sane_lists", "nl2br"], output_format="html")
+    return _DOCUMENT.format(body=body)
+
+
+def text_to_html(text: str) -> str:
+    """A plain-text email as HTML: escaped paragraphs, line breaks kept."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    body = "\n".join(
+        "<p>" + "<br>\n".join(html.escape(line) for line in p.splitlines()) + "</p>"
+        for p in paragraphs
+    )
+    return _DOCUMENT.format(body=body)
+
+
+def html_to_text(source: str) -> str:
+    converter = html2text.HTML2Text()
+    converter.body_width = 0  # no hard wrapping: mail clients wrap, and links stay whole
+    converter.ignore_images = True
+    converter.ignore_emphasis = True
+    return tidy_text(converter.handle(source))
+
+
+def tidy_text(text: str) -> str:
+    """Trailing spaces off, at most one blank line in a row, one final newline."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    joined = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+    return joined.strip("\n") + "\n"
+
+
+def check_subject(subject: str, template: str, line: int | None) -> str:
+    """The rendered subject, refused if it holds CR, LF, NUL or any other control character."""
+    subject = subject.strip(" ")
+    for char in subject:
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            raise HeaderInjection(
+                template, line,
+                f"the rendered subject contains a control character "
+                f"(U+{ord(char):04X}, {unicodedata.name(char, 'control')}); a subject is one "
+                "line of text, so lead data with line breaks cannot go in it",
+            )
+    if not subject:
+        raise RenderError(template, line, "the subject is empty after rendering")
+    if len(subject) > MAX_SUBJECT:
+        raise RenderError(template, line, f"the subject is longer than {MAX_SUBJECT} characters")
+    return subject
