@@ -109,6 +109,8 @@ def _parse_days(value: Any) -> frozenset[int]:
         a = WEEKDAYS.index(lo[:3])
         b = WEEKDAYS.index(hi[:3]) if hi else a
         days.update(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+    if not days:
+        raise ValueError("a send window needs at least one day, e.g. 'mon-fri'")
     return frozenset(days)
 
 
