@@ -1,0 +1,56 @@
+"""The catalog: every good sequence of a directory by name, and every problem of the others."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.authoring.validate import check_files
+from engine.domain.sequence import Sequence
+from engine.errors import AuthoringError, Problem, UnknownSequence
+
+
+@dataclass
+class Catalog:
+    """Sequences that passed validation; a broken file is left out but reported."""
+
+    sequences: dict[str, Sequence] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+    broken: dict[str, list[Problem]] = field(default_factory=dict)  # name -> its file's problems
+
+    def get(self, name: str) -> Sequence:
+        """The sequence called `name`; a clear error when it is broken or does not exist."""
+        if name in self.sequences:
+            return self.sequences[name]
+        if name in self.broken:
+            raise AuthoringError(self.broken[name])
+        known = sorted(self.sequences)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise UnknownSequence(f"no sequence named '{name}'; {hint}"
+                              f"known sequences: {', '.join(known) or 'none'}")
+
+
+def load_catalog(
+    sequences_dir: Path, templates_dir: Path, mailboxes: Collection[str] | None = None,
+    default_timezone: str = "UTC",
+) -> Catalog:
+    """Load and validate every sequences_dir/*.yaml; good ones by name, all problems listed."""
+    sequences_dir = Path(sequences_dir)
+    if not sequences_dir.is_dir():
+        problem = Problem(str(sequences_dir), None, "the sequences directory does not exist")
+        return Catalog(problems=[problem])
+    checked, problems = check_files([sequences_dir], Path(templates_dir), mailboxes,
+                                    default_timezone)
+    catalog = Catalog(problems=problems)
+    for c in checked:
+        catalog.problems += c.problems
+        if c.sequence is not None and not c.problems:
+            catalog.sequences[c.sequence.name] = c.sequence
+            catalog.files[c.sequence.name] = c.path
+        elif c.name is not None:
+            catalog.broken.setdefault(c.name, c.problems)
+    return catalog

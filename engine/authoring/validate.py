@@ -1,0 +1,166 @@
+"""Validating sequence files: every problem of every file at once, as `file:line: message`.
+
+One file's problems never hide another's. Checks that span files (unique names, on_finish
+targets) run over the whole set; a file with any problem is left out of the result.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from engine.authoring.checks import TemplateChecker
+from engine.authoring.explain import explain
+from engine.authoring.templates import Renderer
+from engine.authoring.yamlload import Document, load_document
+from engine.domain.sequence import Sequence
+from engine.errors import Problem
+
+SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class Checked:
+    """One sequence file after validation."""
+
+    path: Path
+    doc: Document | None
+    sequence: Sequence | None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def name(self) -> str | None:
+        data = self.doc.data if self.doc else None
+        name = data.get("name") if isinstance(data, dict) else None
+        return name if isinstance(name, str) else None
+
+
+def validate_paths(
+    paths: Iterable[Path | str], templates_dir: Path, mailboxes: Collection[str] | None = None
+) -> tuple[dict[str, Sequence], list[Problem]]:
+    """Validate files (or directories of *.yaml): the good sequences by name, and every problem."""
+    checked, problems = check_files(paths, templates_dir, mailboxes)
+    good = {c.sequence.name: c.sequence for c in checked if c.sequence and not c.problems}
+    return good, problems + [p for c in checked for p in c.problems]
+
+
+def check_files(
+    paths: Iterable[Path | str], templates_dir: Path, mailboxes: Collection[str] | None = None,
+    default_timezone: str = "UTC",
+) -> tuple[list[Checked], list[Problem]]:
+    """Each file checked on its own, then together; also problems with the paths themselves."""
+    files, problems = expand(paths)
+    checker = TemplateChecker(Renderer(templates_dir), default_timezone)
+    checked = [_check_one(path, checker, mailboxes) for path in files]
+    _check_names(checked)
+    _check_on_finish(checked, _sibling_names(files))
+    for c in checked:
+        c.problems = sorted(dict.fromkeys(c.problems), key=lambda p: (p.path, p.line or 0))
+    return checked, problems
+
+
+def expand(paths: Iterable[Path | str]) -> tuple[list[Path], list[Problem]]:
+    """Files as given, directories as their *.yaml files (sorted); missing paths are problems."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix in SUFFIXES and p.is_file())
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Problem(str(path), None, "no such file or directory"))
+    return list(dict.fromkeys(files)), problems
+
+
+def _check_one(path: Path, checker: TemplateChecker, mailboxes: Collection[str] | None) -> Checked:
+    doc, problems = load_document(path)
+    if doc is None:
+        return Checked(path, None, None, problems)
+    if not isinstance(doc.data, dict):
+        what = "empty" if doc.data is None else f"a {type(doc.data).__name__}, not a mapping"
+        problems.append(doc.problem((), f"the file is {what}; a sequence file holds keys like "
+                                        "name, mailbox and steps"))
+        return Checked(path, doc, None, problems)
+    try:
+        seq = Sequence.model_validate(doc.data)
+    except ValidationError as exc:
+        return Checked(path, doc, None, problems + explain(exc, doc))
+    problems += checker.check(seq, doc)
+    problems += _check_mailbox(seq, doc, mailboxes)
+    return Checked(path, doc, seq, problems)
+
+
+def _check_mailbox(
+    seq: Sequence, doc: Document, mailboxes: Collection[str] | None
+) -> list[Problem]:
+    if mailboxes is None or seq.mailbox in mailboxes:
+        return []
+    known = ", ".join(sorted(mailboxes)) or "none"
+    if "mailbox" not in doc.data:
+        return [doc.problem((), f"no 'mailbox' given, and there is no mailbox named 'default'; "
+                                f"add e.g. 'mailbox: {next(iter(sorted(mailboxes)), 'sales')}' "
+                                f"(configured: {known})")]
+    close = difflib.get_close_matches(seq.mailbox, list(mailboxes), n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return [doc.problem(("mailbox",), f"mailbox '{seq.mailbox}' is not configured; {hint}"
+                                      f"configured mailboxes: {known} (nurture.yaml, mailboxes:)")]
+
+
+def _check_names(checked: list[Checked]) -> None:
+    """Sequence names are unique across files: the second file with a name is the broken one."""
+    first: dict[str, Path] = {}
+    for c in checked:
+        if c.name is None or c.doc is None:
+            continue
+        if c.name in first:
+            c.problems.append(c.doc.problem(("name",), f"the sequence name '{c.name}' is "
+                                                       f"already used by {first[c.name]}; "
+                                                       "names must be unique"))
+        else:
+            first[c.name] = c.path
+
+
+def _check_on_finish(checked: list[Checked], elsewhere: set[str]) -> None:
+    """`on_finish.enroll` names an existing sequence, and never leads back in a loop."""
+    names = {c.name for c in checked if c.name} | elsewhere
+    targets = {c.sequence.name: c.sequence.on_finish.enroll for c in checked
+               if c.sequence and c.sequence.on_finish}
+    for c in checked:
+        if c.sequence is None or c.sequence.on_finish is None or c.doc is None:
+            continue
+        target, loc = c.sequence.on_finish.enroll, ("on_finish", "enroll")
+        if target not in names:
+            close = difflib.get_close_matches(target, sorted(names), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            c.problems.append(c.doc.problem(loc, f"on_finish enrolls in '{target}', but no "
+                                                 f"sequence has that name{hint}"))
+        elif (loop := _loop(c.sequence.name, targets)) is not None:
+            c.problems.append(c.doc.problem(loc, f"on_finish makes a loop ({loop}): a lead "
+                                                 "would never leave it; end one of them"))
+
+
+def _loop(start: str, targets: dict[str, str]) -> str | None:
+    path, name = [start], targets.get(start)
+    while name is not None and name not in path:
+        path.append(name)
+        name = targets.get(name)
+    return " -> ".join([*path, start]) if name == start else None
+
+
+def _sibling_names(files: list[Path]) -> set[str]:
+    """Names of the other sequence files next to the given ones (on_finish may point there)."""
+    names: set[str] = set()
+    for folder in {f.parent for f in files}:
+        for other in folder.iterdir():
+            if other.suffix in SUFFIXES and other not in files and other.is_file():
+                doc, _ = load_document(other)
+                data = doc.data if doc else None
+                if isinstance(data, dict) and isinstance(data.get("name"), str):
+                    names.add(data["name"])
+    return names
