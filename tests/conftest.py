@@ -63,3 +63,6 @@ def pg_url() -> Iterator[str]:
 def corpus() -> Path:
     require(CORPUS.is_dir(), f"the shared mail corpus at {CORPUS}")
     return CORPUS
+
+
+from tests.servers.dovecot import dovecot  # noqa: E402, F401 - the real Dovecot fixture

@@ -1,0 +1,283 @@
+"""The mailbox watcher: IMAP IDLE (or polling) on a mailbox's folders, resumable by UID.
+
+One MailboxWatcher per mailbox, each in its own thread (IMAPClient is not thread-safe). It
+hands every new message to `handle` in UID order and saves the cursor (UIDVALIDITY, last UID)
+only after `handle` returned: delivery is at-least-once and the consumer dedupes on
+(mailbox, folder, uidvalidity, uid) and on Message-ID. See docs/imap.md for the contract.
+"""
+
+from __future__ import annotations
+
+import select
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+from imapclient import IMAPClient
+
+from engine.errors import MailboxError
+from engine.mail import imap_session as imap
+from engine.mail.imap_sent import SentFolder
+from engine.settings import ImapConfig
+
+__all__ = [
+    "CursorStore",
+    "MailboxWatcher",
+    "MemoryCursors",
+    "RawInbound",
+    "SentFolder",
+    "WatcherStatus",
+]
+
+RESCAN_DAYS = 14  # bounded re-scan after a UIDVALIDITY change when no `since` is given
+BATCH = 50  # messages per FETCH: bounded memory on a large catch-up
+CHECK_SECONDS = 1.0  # idle_check / wait slice: how quickly `stop` is honoured
+
+
+@dataclass(frozen=True)
+class RawInbound:
+    """One message as it sits in the mailbox, before parsing."""
+
+    mailbox: str
+    folder: str
+    uidvalidity: int
+    uid: int
+    raw: bytes
+    internal_date: datetime | None
+
+
+class CursorStore(Protocol):
+    """Where a watcher resumes: (uidvalidity, last_uid) per (mailbox, folder)."""
+
+    def load(self, mailbox: str, folder: str) -> tuple[int, int] | None: ...
+
+    def save(self, mailbox: str, folder: str, uidvalidity: int, last_uid: int) -> None: ...
+
+
+class MemoryCursors:
+    """An in-memory CursorStore (tests, `nurture run --once` without a database)."""
+
+    def __init__(self) -> None:
+        self._data: dict[tuple[str, str], tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def load(self, mailbox: str, folder: str) -> tuple[int, int] | None:
+        with self._lock:
+            return self._data.get((mailbox, folder))
+
+    def save(self, mailbox: str, folder: str, uidvalidity: int, last_uid: int) -> None:
+        with self._lock:
+            self._data[(mailbox, folder)] = (uidvalidity, last_uid)
+
+
+@dataclass(frozen=True)
+class WatcherStatus:
+    """A snapshot for health and metrics.
+
+    last_event_at is the last time the server answered (catch-up, IDLE response, NOOP):
+    a stale value means the watcher is not hearing from its mailbox.
+    """
+
+    connected: bool = False
+    last_event_at: datetime | None = None
+    last_uid: dict[str, int] = field(default_factory=dict)
+    last_error: str = ""
+    reconnects: int = 0
+    handled: int = 0
+    handle_failures: int = 0
+
+
+class MailboxWatcher:
+    """Watches one mailbox's folders and hands new messages to `handle`; call run() in a thread.
+
+    One connection: IDLE on the first folder in cfg.folders, the others are caught up on
+    every wake-up and at least every cfg.poll_seconds.
+    """
+
+    def __init__(
+        self,
+        mailbox: str,
+        cfg: ImapConfig,
+        password: str,
+        cursors: CursorStore,
+        handle: Callable[[RawInbound], None],
+        stop: threading.Event,
+        log: Any = None,
+        since: Callable[[], date] | None = None,
+        *,
+        timeout: float = 30.0,
+        backoff: tuple[float, float] = (1.0, 60.0),
+    ) -> None:
+        if not cfg.folders:
+            raise MailboxError(f"mailbox {mailbox!r}: imap.folders is empty; list at least INBOX")
+        self.mailbox, self.cfg, self._password = mailbox, cfg, password
+        self.cursors, self.handle, self.stop, self.since = cursors, handle, stop, since
+        self.log = (log or structlog.get_logger("nurture.imap")).bind(mailbox=mailbox)
+        self.timeout, self.backoff = timeout, backoff
+        self._status = WatcherStatus()
+        self._caught_up = False
+
+    @property
+    def status(self) -> WatcherStatus:
+        return self._status
+
+    def _set(self, **changes: Any) -> None:
+        # Replaced whole, never mutated: readers in other threads see a consistent snapshot.
+        self._status = replace(self._status, **changes)
+
+    def _heard(self) -> None:
+        self._set(last_event_at=datetime.now(UTC))
+
+    # -- connection loop ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Watch until `stop` is set; reconnect with capped exponential backoff on any error."""
+        delay = self.backoff[0]
+        while not self.stop.is_set():
+            self._caught_up = False
+            try:
+                with imap.session(self.cfg, self._password, self.timeout) as client:
+                    self._set(connected=True, last_error="")
+                    self.log.info("imap_connected", host=self.cfg.host, folders=self.cfg.folders)
+                    self._watch(client)
+            except imap.CONNECTION_ERRORS as exc:
+                if self._caught_up:
+                    delay = self.backoff[0]  # the session worked: start the backoff afresh
+                self._set(connected=False, last_error=str(exc),
+                          reconnects=self._status.reconnects + 1)  # fmt: skip
+                self.log.warning("imap_disconnected", error=str(exc), retry_in=delay)
+                self.stop.wait(delay)
+                delay = min(delay * 2, self.backoff[1])
+        self._set(connected=False)
+        self.log.info("imap_watcher_stopped")
+
+    def _watch(self, client: IMAPClient) -> None:
+        use_idle = self.cfg.idle and b"IDLE" in client.capabilities()
+        # The first folder is examined last so that IDLE can start on it without a re-select.
+        order = [*self.cfg.folders[1:], self.cfg.folders[0]]
+        while not self.stop.is_set():
+            for folder in order:
+                self._catch_up(client, folder)
+                if self.stop.is_set():
+                    return
+            self._caught_up = True
+            if use_idle:
+                self._idle(client)
+            else:
+                self._poll_wait(client)
+
+    # -- waiting for new mail ----------------------------------------------------------------
+
+    def _idle(self, client: IMAPClient) -> None:
+        """IDLE until new mail, the renew deadline, the poll deadline (other folders), or stop."""
+        wait = self.cfg.idle_renew_seconds
+        if len(self.cfg.folders) > 1:
+            wait = min(wait, self.cfg.poll_seconds)
+        deadline = time.monotonic() + wait
+        client.idle()
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            if self._idle_check(client, min(CHECK_SECONDS, deadline - time.monotonic())):
+                break
+        # DONE also proves the connection is alive: a dead one raises here and we reconnect.
+        client.idle_done()
+        self._heard()
+
+    def _idle_check(self, client: IMAPClient, timeout: float) -> bool:
+        """True when the mailbox changed, or may have: time to leave IDLE and catch up."""
+        poller = select.poll()
+        poller.register(client.socket().fileno(), select.POLLIN)
+        if not poller.poll(max(timeout, 0.0) * 1000):
+            return False
+        responses = client.idle_check(timeout=0)
+        if not responses:
+            # Readable but nothing parsed: the server hung up (imapclient#565 spins here
+            # forever). Leave IDLE: DONE on a dead socket raises and we reconnect.
+            return True
+        self._heard()
+        for resp in responses:
+            if resp and resp[0] == b"BYE":
+                raise MailboxError(f"the server closed the connection: {resp[-1]!r}")
+            if len(resp) > 1 and resp[1] == b"EXISTS":
+                return True
+        return False
+
+    def _poll_wait(self, client: IMAPClient) -> None:
+        """Polling mode: sleep poll_seconds (stop-aware), then NOOP to prove liveness."""
+        if self.stop.wait(self.cfg.poll_seconds):
+            return
+        client.noop()
+        self._heard()
+
+    # -- catching up by UID --------------------------------------------------------------------
+
+    def _catch_up(self, client: IMAPClient, folder: str) -> None:
+        state = imap.examine(client, folder)
+        self._heard()
+        cursor = self.cursors.load(self.mailbox, folder)
+        if cursor is not None and cursor[0] == state.uidvalidity:
+            self._show(folder, cursor[1])
+            self._deliver(client, folder, state.uidvalidity, imap.uids_after(client, cursor[1]))
+            return
+        if cursor is None and self.since is None:
+            # First run: start from now rather than replaying the whole inbox.
+            last = imap.highest_uid(client, state)
+            self._save(folder, state.uidvalidity, last)
+            self.log.info("imap_cursor_started", folder=folder, last_uid=last)
+            return
+        self._rescan(client, folder, state, cursor)
+
+    def _rescan(
+        self,
+        client: IMAPClient,
+        folder: str,
+        state: imap.FolderState,
+        cursor: tuple[int, int] | None,
+    ) -> None:
+        """First run with `since`, or a UIDVALIDITY change: hand everything SINCE a date."""
+        day = self.since() if self.since else datetime.now(UTC).date() - timedelta(RESCAN_DAYS)
+        if cursor is not None:
+            self.log.warning("imap_uidvalidity_changed", folder=folder, old=cursor[0],
+                             new=state.uidvalidity, rescan_since=day.isoformat())  # fmt: skip
+        baseline = imap.highest_uid(client, state)
+        uids = imap.uids_since(client, day)
+        last = self._deliver(client, folder, state.uidvalidity, uids)
+        if not self.stop.is_set():
+            self._save(folder, state.uidvalidity, max(last, baseline))
+
+    def _deliver(self, client: IMAPClient, folder: str, uidvalidity: int, uids: list[int]) -> int:
+        """Hand `uids` to handle() in order, saving the cursor after each; the last UID done."""
+        last = 0
+        for start in range(0, len(uids), BATCH):
+            for msg in imap.fetch(client, uids[start : start + BATCH]):
+                self._hand_over(RawInbound(self.mailbox, folder, uidvalidity, msg.uid,
+                                           msg.raw, msg.internal_date))  # fmt: skip
+                self._save(folder, uidvalidity, msg.uid)
+                last = msg.uid
+                if self.stop.is_set():
+                    return last
+            self._heard()
+        return last
+
+    def _hand_over(self, msg: RawInbound) -> None:
+        # A poison message must not block the mailbox: log it loudly and move past its UID.
+        try:
+            self.handle(msg)
+        except Exception as exc:  # noqa: BLE001 - any consumer failure, see above
+            self._set(handle_failures=self._status.handle_failures + 1)
+            self.log.error("imap_handle_failed", folder=msg.folder, uid=msg.uid,
+                           uidvalidity=msg.uidvalidity, error=repr(exc), exc_info=True)  # fmt: skip
+            return
+        self._set(handled=self._status.handled + 1)
+        self.log.debug("imap_message_handed", folder=msg.folder, uid=msg.uid)
+
+    def _save(self, folder: str, uidvalidity: int, last_uid: int) -> None:
+        self.cursors.save(self.mailbox, folder, uidvalidity, last_uid)
+        self._show(folder, last_uid)
+
+    def _show(self, folder: str, last_uid: int) -> None:
+        if self._status.last_uid.get(folder) != last_uid:
+            self._set(last_uid={**self._status.last_uid, folder: last_uid})
