@@ -119,7 +119,7 @@ class TemplateChecker:
         root = self.renderer.templates_dir
         known = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.j2")) \
             if root.is_dir() else []
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
         hint = f"; did you mean '{close[0]}'?" if close else "; create it, or fix the name"
         return f"template '{name}' does not exist in {root}/{hint}"
 

@@ -22,6 +22,8 @@ _MISMATCH = {
     "date_from_datetime_parsing", "frozen_set_type",
 }
 
+Located = tuple[Loc, dict[str, Any]]
+
 # What a field looks like when written right, for messages about a wrong shape.
 _EXAMPLES = {
     "template": "a template file name, or stage: file lines (e.g. awareness: demo/intro.md.j2)",
@@ -40,18 +42,30 @@ _EXAMPLES = {
 
 def explain(exc: ValidationError, doc: Document) -> list[Problem]:
     """Every error of `exc` as a Problem on the line of `doc` it concerns, each once."""
-    groups: dict[Loc, list[tuple[Loc, dict[str, Any]]]] = {}
-    plain: list[tuple[Loc, dict[str, Any]]] = []
+    groups: dict[Loc, list[Located]] = {}
+    plain: list[Located] = []
     for err in exc.errors():
         base, loc = _clean(tuple(err["loc"]), doc.data)
         if base is None:
             plain.append((loc, err))
         else:
             groups.setdefault(base, []).append((loc, err))
+    plain = _drop_misspelt_missing(plain)
     found = [_problem(loc, err, doc) for loc, err in plain]
     for base, errs in groups.items():
         found.extend(_union_problems(base, errs, doc))
     return list(dict.fromkeys(found))
+
+
+def _drop_misspelt_missing(errs: list[Located]) -> list[Located]:
+    """`tempalte:` is one mistake: report the unknown key, not also the missing `template`."""
+    extra = {(loc[:-1], str(loc[-1])) for loc, e in errs if e["type"] == "extra_forbidden"}
+
+    def misspelt(loc: Loc) -> bool:
+        near = [key for parent, key in extra if parent == loc[:-1]]
+        return bool(difflib.get_close_matches(str(loc[-1]), near, n=1, cutoff=0.6))
+
+    return [(loc, e) for loc, e in errs if e["type"] != "missing" or not misspelt(loc)]
 
 
 def _clean(loc: Loc, data: Any) -> tuple[Loc | None, Loc]:
@@ -81,9 +95,6 @@ def _has(node: Any, part: str | int) -> bool:
 
 def _is_tag(part: str) -> bool:
     return any(c in part for c in "[]()") or part in ("str", "int", "float", "bool", "list")
-
-
-Located = tuple[Loc, dict[str, Any]]
 
 
 def _union_problems(base: Loc, errs: list[Located], doc: Document) -> Iterator[Problem]:
@@ -155,6 +166,8 @@ def _missing(loc: Loc) -> str:
         return f"step {parent[-1] + 1} is missing '{key}'"
     if key == "steps":
         return "missing 'steps': a sequence needs at least one step"
+    if key == "name" and not parent:
+        return "missing 'name': every sequence needs one, e.g. 'name: demo-request'"
     where = f"'{_field_name(parent)}' " if parent else ""
     return f"{where}is missing '{key}'" if where else f"missing '{key}'"
 

@@ -41,7 +41,8 @@ def markdown_finalize(value: Any) -> Any:
 
 def markdown_to_html(source: str) -> str:
     """Markdown as people write email: a single line break stays a line break (nl2br)."""
-    body = markdown.markdown(source, extensions=["extra", "sane_lists", "nl2br"], output_format="html")
+    extensions = ["extra", "sane_lists", "nl2br"]
+    body = markdown.markdown(source, extensions=extensions, output_format="html")
     return _DOCUMENT.format(body=body)
 
 

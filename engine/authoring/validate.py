@@ -140,6 +140,10 @@ def _check_on_finish(checked: list[Checked], elsewhere: set[str]) -> None:
             hint = f"; did you mean '{close[0]}'?" if close else ""
             c.problems.append(c.doc.problem(loc, f"on_finish enrolls in '{target}', but no "
                                                  f"sequence has that name{hint}"))
+        elif target == c.sequence.name:
+            c.problems.append(c.doc.problem(loc, "on_finish enrolls the lead in this same "
+                                                 "sequence, so it would never end; enroll in "
+                                                 "another sequence or remove on_finish"))
         elif (loop := _loop(c.sequence.name, targets)) is not None:
             c.problems.append(c.doc.problem(loc, f"on_finish makes a loop ({loop}): a lead "
                                                  "would never leave it; end one of them"))
