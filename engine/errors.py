@@ -113,3 +113,15 @@ class MailboxError(NurtureError):
 
 class ScheduleError(NurtureError):
     """A touch's time cannot be computed (a send window with no open day, a bad cron)."""
+
+
+class DatabaseError(NurtureError):
+    """The database could not be reached or is not at the expected schema."""
+
+
+class MailboxRejected(TransientSendError):
+    """The relay refuses this mailbox itself (authentication, sender): pause it, fix config."""
+
+
+class InvalidToken(NurtureError):
+    """The link is invalid or was tampered with."""

@@ -71,6 +71,8 @@ class Touch(SQLModel, table=True):
         UniqueConstraint("enrollment_id", "step_index", "occurrence", name="uq_touch_step"),
         Index("ix_touch_mailbox_sent", "mailbox", "sent_at"),
         Index("ix_touch_state_lease", "state", "lease_until"),
+        # Retries and reclaimed touches wait as `claimed` with a retry time.
+        Index("ix_touch_state_retry", "state", "retry_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -102,6 +104,9 @@ class Touch(SQLModel, table=True):
     smtp_response: str = ""
     error: str = ""
     completed_by: str = ""  # for tasks: who did it
+    # The exact bytes handed to SMTP, kept while the touch is in flight so a retry or an
+    # in-doubt resend is byte-identical (same Message-ID and Date); cleared once it settles.
+    raw: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
 
 
 class Suppression(SQLModel, table=True):

@@ -1,0 +1,165 @@
+"""The database: engine creation (SQLite WAL / PostgreSQL), transactions, migrations.
+
+SQLite is the default and runs one writer at a time: write transactions start with
+`BEGIN IMMEDIATE` (a deferred BEGIN that later upgrades to a write can fail with SQLITE_BUSY
+despite busy_timeout) and, inside one process, queue on a mutex rather than on SQLite's
+sleeping busy handler. PostgreSQL is used through psycopg 3 and claims with SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from engine.errors import ConfigError, DatabaseError
+from engine.store import tables  # noqa: F401 - registers the tables on the metadata
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_MS = 10_000
+
+
+def normalise_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3 here."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+class Database:
+    """One database, shared by every store module; thread-safe."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        self.is_postgres = self.url.startswith("postgresql")
+        if not (self.is_sqlite or self.is_postgres):
+            raise ConfigError(
+                f"database_url '{url}' is not supported; use sqlite:///path/to/nurture.db "
+                "or postgresql://user@host/dbname"
+            )
+        self.engine = _sqlite_engine(self.url) if self.is_sqlite else _pg_engine(self.url)
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: committed on success, rolled back on error."""
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (deferred BEGIN on SQLite: readers never block writers)."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(nurture_read=True)
+            with conn.begin():
+                yield conn
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Bring the schema to `revision` with alembic (`nurture db upgrade`)."""
+        from alembic import command
+
+        with self._write_lock or _nolock(), self.engine.connect() as conn:
+            cfg = _alembic_config(conn)
+            command.upgrade(cfg, revision)
+            conn.commit()
+
+    def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self) -> str | None:
+        from alembic.script import ScriptDirectory
+
+        return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+    def check_schema(self) -> None:
+        """Raise a clear error unless the schema is at the newest revision."""
+        try:
+            current = self.current_revision()
+        except OperationalError as exc:
+            raise DatabaseError(f"cannot open the database {self.safe_url}: {exc.orig}") from exc
+        if current != self.head_revision():
+            raise DatabaseError(
+                f"the database {self.safe_url} is at schema {current or 'empty'}, "
+                f"nurture needs {self.head_revision()}: run `nurture db upgrade`"
+            )
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for messages."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+@contextmanager
+def _nolock() -> Iterator[None]:
+    yield
+
+
+def _alembic_config(conn: Connection) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = url.split(":///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000},
+        # One file, few threads: a fresh connection per use keeps WAL checkpoints moving
+        # and avoids sharing a connection between threads.
+        poolclass=NullPool if path == ":memory:" else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's BEGIN below be the only one (pysqlite would issue its own).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")  # a committed `sent` survives power loss
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read = conn.get_execution_options().get("nurture_read", False)
+        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _pg_engine(url: str) -> Engine:
+    return create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+
+
+def ping(db: Database) -> None:
+    """Raise DatabaseError unless the database answers."""
+    try:
+        with db.read() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot reach the database {db.safe_url}: {exc.orig}") from exc

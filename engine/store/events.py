@@ -1,0 +1,34 @@
+"""The event log: one row per thing that happens to a lead, written inside the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from engine.store.tables import Event
+
+EV = Event.__table__
+
+
+def log(
+    conn: Connection, kind: str, at: datetime, lead_id: int | None,
+    enrollment_id: int | None = None, **data: Any,
+) -> None:
+    conn.execute(insert(EV).values(
+        kind=kind, at=at, lead_id=lead_id, enrollment_id=enrollment_id, data=_plain(data),
+    ))
+
+
+def log_many(conn: Connection, rows: Iterable[dict[str, Any]]) -> None:
+    """Rows of kind, at, lead_id, enrollment_id, data (one INSERT for the lot)."""
+    batch = [{**r, "data": _plain(r.get("data") or {})} for r in rows]
+    if batch:
+        conn.execute(insert(EV), batch)
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    """JSON-safe values: datetimes as ISO text."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}

@@ -1,0 +1,262 @@
+"""Leads, enrollments and suppressions: enrolling (one or 100k at a time), merging, suppressing.
+
+Enrolling is idempotent on (email, sequence): the partial unique index uq_enrollment_live
+holds at most one live enrollment, and a batch that loses a race with another process (a
+unique violation on PostgreSQL) is simply run again and then finds the winner's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from engine.domain.lead import EnrollOutcome, LeadInput, LeadRecord
+from engine.domain.states import EnrollmentState
+from engine.domain.touch import NextTouch
+from engine.store import events
+from engine.store.db import Database
+from engine.store.tables import Enrollment, Lead, Suppression
+
+L, E, S = Lead.__table__, Enrollment.__table__, Suppression.__table__
+LIVE = (EnrollmentState.active.value, EnrollmentState.paused.value)
+CHUNK = 1000  # rows per transaction on import: big enough to be fast, small enough to retry
+_RETRIES = 3
+
+Planner = Callable[[LeadRecord], NextTouch | None]
+
+
+def lead_record(row: Any) -> LeadRecord:
+    m = row._mapping
+    return LeadRecord(
+        id=m["id"], email=m["email"], first_name=m["first_name"], last_name=m["last_name"],
+        company=m["company"], stage=m["stage"], timezone=m["timezone"], owner=m["owner"],
+        source=m["source"], fields=dict(m["fields"] or {}),
+    )
+
+
+class LeadStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- enrolling -------------------------------------------------------------------
+
+    def enroll(
+        self, inputs: Sequence[LeadInput], sequence: str, plan: Planner, now: datetime,
+        source: str,
+    ) -> list[EnrollOutcome]:
+        """Upsert the leads and enroll them; one outcome per input, in order."""
+        out: list[EnrollOutcome] = []
+        for start in range(0, len(inputs), CHUNK):
+            out.extend(self._enroll_chunk(inputs[start:start + CHUNK], sequence, plan, now, source))
+        return out
+
+    def _enroll_chunk(
+        self, chunk: Sequence[LeadInput], sequence: str, plan: Planner, now: datetime, source: str
+    ) -> list[EnrollOutcome]:
+        for attempt in range(_RETRIES):
+            try:
+                with self.db.write() as conn:
+                    return _enroll_in(conn, chunk, sequence, plan, now, source,
+                                      notify=self.db.is_postgres)
+            except IntegrityError:
+                # Another process enrolled one of these leads at the same moment; the retry
+                # sees its committed rows and merges into them.
+                if attempt == _RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    # --- reading and suppressing -------------------------------------------------------
+
+    def get(self, email: str) -> LeadRecord | None:
+        with self.db.read() as conn:
+            row = conn.execute(select(L).where(L.c.email == email.strip().lower())).first()
+        return lead_record(row) if row else None
+
+    def get_by_id(self, lead_id: int) -> LeadRecord | None:
+        with self.db.read() as conn:
+            row = conn.execute(select(L).where(L.c.id == lead_id)).first()
+        return lead_record(row) if row else None
+
+    def suppression(self, email: str) -> str | None:
+        """The reason the address is suppressed, or None."""
+        with self.db.read() as conn:
+            return conn.execute(
+                select(S.c.reason).where(S.c.email == email.strip().lower())
+            ).scalar_one_or_none()
+
+    def suppress(self, email: str, reason: str, source: str, now: datetime) -> bool:
+        """Suppress an address and stop its lead's live enrollments; False if already so."""
+        with self.db.write() as conn:
+            return suppress_in(conn, email, reason, source, now)
+
+
+def suppress_in(conn: Connection, email: str, reason: str, source: str, now: datetime) -> bool:
+    email = email.strip().lower()
+    if conn.execute(select(S.c.email).where(S.c.email == email)).first():
+        return False
+    conn.execute(insert(S).values(email=email, reason=reason, source=source, created_at=now))
+    lead_id = conn.execute(select(L.c.id).where(L.c.email == email)).scalar_one_or_none()
+    if lead_id is not None:
+        events.log(conn, "suppressed", now, lead_id, reason=reason, source=source)
+        stop_live(conn, lead_id, reason, now)
+    return True
+
+
+def stop_live(conn: Connection, lead_id: int, reason: str, now: datetime) -> None:
+    """Stop every live enrollment of a lead (a bounce or an unsubscribe ends them all)."""
+    ids = conn.execute(
+        select(E.c.id).where(E.c.lead_id == lead_id, E.c.state.in_(LIVE))
+    ).scalars().all()
+    if not ids:
+        return
+    conn.execute(update(E).where(E.c.id.in_(ids)).values(
+        state=EnrollmentState.stopped.value, stop_reason=reason, next_due_at=None, updated_at=now,
+    ))
+    events.log_many(conn, (
+        {"kind": "enrollment_stopped", "at": now, "lead_id": lead_id, "enrollment_id": i,
+         "data": {"reason": reason}} for i in ids
+    ))
+
+
+# --- the enroll transaction ---------------------------------------------------------------
+
+def _enroll_in(
+    conn: Connection, chunk: Sequence[LeadInput], sequence: str, plan: Planner,
+    now: datetime, source: str, notify: bool,
+) -> list[EnrollOutcome]:
+    merged = _merge_duplicates(chunk)
+    emails = list(merged)
+    suppressed = dict(conn.execute(
+        select(S.c.email, S.c.reason).where(S.c.email.in_(emails))
+    ).all())
+    wanted = [e for e in emails if e not in suppressed]
+    leads = _upsert_leads(conn, [merged[e] for e in wanted], now, source)
+    live = set(conn.execute(select(E.c.lead_id).where(
+        E.c.sequence == sequence, E.c.state.in_(LIVE),
+        E.c.lead_id.in_([lead.id for lead in leads.values()]),
+    )).scalars())
+    fresh = [leads[e] for e in wanted if leads[e].id not in live]
+    enrolled = _insert_enrollments(conn, fresh, sequence, plan, now, source)
+    if enrolled and notify:
+        conn.execute(text("SELECT pg_notify('nurture_due', '')"))  # delivered on commit
+    by_email: dict[str, EnrollOutcome] = {}
+    for email in emails:
+        if email in suppressed:
+            by_email[email] = EnrollOutcome(email, "suppressed", reason=suppressed[email])
+        elif email in enrolled:
+            by_email[email] = enrolled[email]
+        else:
+            by_email[email] = EnrollOutcome(email, "already", lead_id=leads[email].id)
+    return [_with_row(by_email[i.email], i.row) for i in chunk]
+
+
+def _merge_duplicates(chunk: Sequence[LeadInput]) -> dict[str, LeadInput]:
+    """One input per address; a later row's values win, custom fields are merged."""
+    merged: dict[str, LeadInput] = {}
+    for item in chunk:
+        prev = merged.get(item.email)
+        if prev is not None:
+            item = LeadInput(item.email, {**prev.columns, **item.columns},
+                             {**prev.custom, **item.custom}, prev.row)
+        merged[item.email] = item
+    return merged
+
+
+def _upsert_leads(
+    conn: Connection, inputs: list[LeadInput], now: datetime, source: str
+) -> dict[str, LeadRecord]:
+    if not inputs:
+        return {}
+    emails = [i.email for i in inputs]
+    existing = {r.email: r for r in map(lead_record, conn.execute(
+        select(L).where(L.c.email.in_(emails))
+    ))}
+    new = [i for i in inputs if i.email not in existing]
+    if new:
+        conn.execute(insert(L), [
+            {"email": i.email, "first_name": "", "last_name": "", "company": "", "stage": "",
+             "timezone": "", "owner": "", **i.columns, "source": source,
+             "fields": dict(i.custom), "created_at": now, "updated_at": now}
+            for i in new
+        ])
+    changed = [_merged_values(existing[i.email], i) for i in inputs if i.email in existing]
+    changed = [c for c in changed if c is not None]
+    for group in _same_keys(changed):
+        # Bound names must differ from column names in an executemany UPDATE.
+        stmt = update(L).where(L.c.id == bindparam("_id")).values(
+            {k: bindparam(f"v_{k}") for k in group[0] if k != "_id"}
+        )
+        conn.execute(stmt, [
+            {"_id": c["_id"], **{f"v_{k}": v for k, v in c.items() if k != "_id"},
+             "v_updated_at": now}
+            for c in group
+        ])
+    return {r.email: r for r in map(lead_record, conn.execute(
+        select(L).where(L.c.email.in_(emails))
+    ))}
+
+
+def _merged_values(lead: LeadRecord, item: LeadInput) -> dict[str, Any] | None:
+    """The columns to update on an existing lead, or None when nothing changes."""
+    values: dict[str, Any] = {
+        k: v for k, v in item.columns.items() if v and getattr(lead, k) != v
+    }
+    fields = {**lead.fields, **item.custom}
+    if fields != dict(lead.fields):
+        values["fields"] = fields
+    if not values:
+        return None
+    return {"_id": lead.id, **values, "updated_at": None}
+
+
+def _same_keys(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """executemany needs one set of keys per statement: group rows by their keys."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(sorted(r)), []).append(r)
+    return list(groups.values())
+
+
+def _insert_enrollments(
+    conn: Connection, leads: list[LeadRecord], sequence: str, plan: Planner,
+    now: datetime, source: str,
+) -> dict[str, EnrollOutcome]:
+    if not leads:
+        return {}
+    rows, plans = [], []
+    for lead in leads:
+        nxt = plan(lead)
+        plans.append(nxt)
+        rows.append({
+            "lead_id": lead.id, "sequence": sequence,
+            "state": EnrollmentState.active.value if nxt else EnrollmentState.finished.value,
+            "stop_reason": "", "step_index": nxt.step_index if nxt else 0,
+            "occurrence": nxt.occurrence if nxt else 0, "touch_number": 0,
+            "next_due_at": nxt.due_at if nxt else None, "paused_until": None,
+            "enrolled_at": now, "last_touch_at": None, "updated_at": now, "source": source,
+        })
+    ids = conn.execute(
+        insert(E).returning(E.c.id, sort_by_parameter_order=True), rows
+    ).scalars().all()
+    events.log_many(conn, (
+        {"kind": "enrolled", "at": now, "lead_id": lead.id, "enrollment_id": eid,
+         "data": {"sequence": sequence, "source": source,
+                  "first_due_at": nxt.due_at if nxt else None}}
+        for lead, eid, nxt in zip(leads, ids, plans, strict=True)
+    ))
+    return {
+        lead.email: EnrollOutcome(lead.email, "enrolled", lead.id, eid,
+                                  nxt.due_at if nxt else None)
+        for lead, eid, nxt in zip(leads, ids, plans, strict=True)
+    }
+
+
+def _with_row(outcome: EnrollOutcome, row: int | None) -> EnrollOutcome:
+    if outcome.row == row:
+        return outcome
+    return EnrollOutcome(outcome.email, outcome.status, outcome.lead_id, outcome.enrollment_id,
+                         outcome.due_at, outcome.reason, row)

@@ -1,0 +1,313 @@
+"""The due queue: claim due steps, begin a send, record its outcome, advance the enrollment.
+
+Enrollment.next_due_at is the queue (partial index on active rows). A claim inserts the Touch
+row (state claimed, Message-ID minted, fence 1) and clears next_due_at in one transaction;
+the unique (enrollment, step, occurrence) makes a second copy of a step impossible. Every
+later write to a touch names the fence it was claimed with, so a worker that lost its claim
+(declared dead, then woke up) cannot overwrite a newer attempt. The states are drawn in
+docs/send-state-machine.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, func, insert, literal_column, select, update
+from sqlalchemy.exc import IntegrityError
+
+from engine.domain.states import EnrollmentState, InboundKind, TouchState
+from engine.domain.touch import (
+    Advance,
+    Begun,
+    Claim,
+    Decision,
+    Defer,
+    DueEnrollment,
+    Fail,
+    OpenTask,
+    Outcome,
+    PreviousEmail,
+    SendContext,
+    SendEmail,
+    Skip,
+    TouchPlan,
+)
+from engine.store import events
+from engine.store.db import Database
+from engine.store.leads import lead_record, stop_live
+from engine.store.tables import Enrollment, InboundMessage, Lead, Suppression, Touch
+from engine.store.transitions import advance_in, record_outcome, set_touch, stop
+
+T, E, L = Touch.__table__, Enrollment.__table__, Lead.__table__
+S, IB = Suppression.__table__, InboundMessage.__table__
+# Literal (not bound) so the planner can match the partial index `WHERE state = 'active'`.
+ACTIVE = literal_column("'active'")
+CLAIMED = literal_column("'claimed'")
+IN_FLIGHT = (TouchState.claimed.value, TouchState.sending.value, TouchState.open.value,
+             TouchState.unknown.value)
+
+Planner = Callable[[DueEnrollment], TouchPlan | None]
+Decider = Callable[[SendContext], Decision]
+
+
+class QueueStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _skip_locked(self, q: Select[Any]) -> Select[Any]:
+        return q.with_for_update(skip_locked=True) if self.db.is_postgres else q
+
+    def _locked(self, q: Select[Any]) -> Select[Any]:
+        return q.with_for_update() if self.db.is_postgres else q
+
+    # --- claiming ------------------------------------------------------------------------
+
+    def claim_due(
+        self, worker: str, sequences: Collection[str], now: datetime, limit: int,
+        lease: timedelta, plan: Planner,
+    ) -> list[Claim]:
+        """Claim up to `limit` due steps of these sequences, oldest due first."""
+        if not sequences or limit <= 0:
+            return []
+        with self.db.write() as conn:
+            due = [DueEnrollment(*r) for r in conn.execute(self._skip_locked(
+                select(E.c.id, E.c.lead_id, E.c.sequence, E.c.step_index, E.c.occurrence,
+                       E.c.touch_number, E.c.next_due_at)
+                .where(E.c.state == ACTIVE, E.c.next_due_at <= now,
+                       E.c.sequence.in_(list(sequences)))
+                .order_by(E.c.next_due_at).limit(limit)
+            ))]
+            if not due:
+                return []
+            return self._claim_in(conn, worker, due, now, lease, plan)
+
+    def _claim_in(
+        self, conn: Connection, worker: str, due: list[DueEnrollment], now: datetime,
+        lease: timedelta, plan: Planner,
+    ) -> list[Claim]:
+        ids = [d.id for d in due]
+        conn.execute(update(E).where(E.c.id.in_(ids)).values(next_due_at=None, updated_at=now))
+        # An enrollment resumed while its touch still waits (e.g. deferred over a pause)
+        # must not get a second touch: the waiting one carries on.
+        busy = set(conn.execute(select(T.c.enrollment_id).where(
+            T.c.enrollment_id.in_(ids), T.c.state.in_(IN_FLIGHT)
+        )).scalars())
+        rows, finished = [], []
+        for d in due:
+            if d.id in busy:
+                continue
+            p = plan(d)
+            if p is None:
+                finished.append(d)
+            else:
+                rows.append(_new_touch(d, p, worker, now, lease))
+        self._finish_shortened(conn, finished, now)
+        return [claim_of(r) for r in self._insert_touches(conn, rows, now)]
+
+    def _insert_touches(
+        self, conn: Connection, rows: list[dict[str, Any]], now: datetime
+    ) -> list[Any]:
+        if not rows:
+            return []
+        try:
+            with conn.begin_nested():
+                ids = conn.execute(
+                    insert(T).returning(T.c.id, sort_by_parameter_order=True), rows
+                ).scalars().all()
+        except IntegrityError:
+            return self._insert_one_by_one(conn, rows, now)
+        return [{**r, "id": i} for r, i in zip(rows, ids, strict=True)]
+
+    def _insert_one_by_one(
+        self, conn: Connection, rows: list[dict[str, Any]], now: datetime
+    ) -> list[Any]:
+        """A step already has a touch (should not happen): stop that enrollment, loudly."""
+        out = []
+        for r in rows:
+            try:
+                with conn.begin_nested():
+                    i = conn.execute(insert(T).returning(T.c.id), r).scalar_one()
+                out.append({**r, "id": i})
+            except IntegrityError:
+                reason = f"step {r['step_index']} already has a touch"
+                stop(conn, r["enrollment_id"], r["lead_id"], "duplicate_step", now, reason)
+        return out
+
+    def _finish_shortened(self, conn: Connection, due: list[DueEnrollment], now: datetime) -> None:
+        """The sequence lost the step an enrollment waited for: it is finished."""
+        for d in due:
+            conn.execute(update(E).where(E.c.id == d.id).values(
+                state=EnrollmentState.finished.value, updated_at=now))
+            events.log(conn, "enrollment_finished", now, d.lead_id, d.id,
+                       reason="the sequence has no step left for it")
+
+    def claim_retries(
+        self, worker: str, sequences: Collection[str], now: datetime, limit: int,
+        lease: timedelta,
+    ) -> list[Claim]:
+        """Retake touches waiting for a retry (backoff, deferral, a dead worker's claim)."""
+        if not sequences or limit <= 0:
+            return []
+        with self.db.write() as conn:
+            ids = conn.execute(self._skip_locked(
+                select(T.c.id).where(T.c.state == CLAIMED, T.c.retry_at <= now,
+                                     T.c.sequence.in_(list(sequences)))
+                .order_by(T.c.retry_at).limit(limit)
+            )).scalars().all()
+            if not ids:
+                return []
+            conn.execute(update(T).where(T.c.id.in_(ids)).values(
+                fence=T.c.fence + 1, claimed_by=worker, claimed_at=now,
+                lease_until=now + lease, retry_at=None,
+            ))
+            rows = conn.execute(select(T).where(T.c.id.in_(ids)).order_by(T.c.id))
+            return [claim_of(r._mapping) for r in rows]
+
+    def next_wakeup(self, sequences: Collection[str]) -> datetime | None:
+        """The earliest moment something of these sequences falls due (step or retry)."""
+        if not sequences:
+            return None
+        seqs = list(sequences)
+        with self.db.read() as conn:
+            step = conn.execute(select(func.min(E.c.next_due_at)).where(
+                E.c.state == ACTIVE, E.c.sequence.in_(seqs))).scalar()
+            retry = conn.execute(select(func.min(T.c.retry_at)).where(
+                T.c.state == CLAIMED, T.c.sequence.in_(seqs))).scalar()
+        times = [t for t in (step, retry) if t is not None]
+        return min(times) if times else None
+
+    # --- sending -------------------------------------------------------------------------
+
+    def begin_send(
+        self, claim: Claim, worker: str, now: datetime, lease: timedelta, decide: Decider
+    ) -> Begun:
+        """Re-check the enrollment under lock, let `decide` choose, record the choice.
+
+        A SendEmail decision leaves the touch `sending` with its bytes stored: only then may
+        the caller open the SMTP transaction.
+        """
+        with self.db.write() as conn:
+            t = conn.execute(self._locked(select(T).where(T.c.id == claim.touch_id))).first()
+            if t is None or (t.state, t.fence, t.claimed_by) != (
+                TouchState.claimed.value, claim.fence, worker
+            ):
+                return Begun(None, None, "claim lost")
+            e = conn.execute(self._locked(select(E).where(E.c.id == t.enrollment_id))).one()
+            lead = lead_record(conn.execute(select(L).where(L.c.id == t.lead_id)).one())
+            blocked = self._blocked(conn, t, e, lead.email, now)
+            if blocked:
+                return Begun(None, None, blocked)
+            ctx = SendContext(
+                claim, lead, e.enrolled_at,
+                None if t.raw else _previous_email(conn, t.enrollment_id, t.id),
+                bytes(t.raw), t.subject, t.body_text, t.in_reply_to, t.references,
+            )
+            decision = decide(ctx)
+            self._apply(conn, t, decision, now, lease)
+            return Begun(ctx, decision)
+
+    def _blocked(self, conn: Connection, t: Any, e: Any, email: str, now: datetime) -> str:
+        """Why this touch must not go out now ('' when it may); records what follows."""
+        if e.state == EnrollmentState.paused.value:
+            until = e.paused_until or now + timedelta(hours=1)
+            set_touch(conn, t, state=TouchState.claimed.value, retry_at=until, claimed_by="",
+                       lease_until=None)
+            return f"enrollment paused until {until.isoformat()}"
+        reason = ""
+        if e.state != EnrollmentState.active.value:
+            reason = f"enrollment {e.state}"
+        elif (why := conn.execute(select(S.c.reason).where(S.c.email == email)).scalar()):
+            reason = f"suppressed ({why})"
+            stop_live(conn, t.lead_id, "suppressed", now)
+        elif _replied_since(conn, t.lead_id, e.enrolled_at):
+            reason = "the lead replied"
+            stop(conn, e.id, t.lead_id, "replied", now, reason)
+        if reason:
+            set_touch(conn, t, state=TouchState.skipped.value, error=reason, lease_until=None,
+                       raw=b"")
+            events.log(conn, "touch_skipped", now, t.lead_id, t.enrollment_id, touch_id=t.id,
+                       step=t.step_name, reason=reason)
+        return reason
+
+    def _apply(
+        self, conn: Connection, t: Any, decision: Decision, now: datetime, lease: timedelta
+    ) -> None:
+        if isinstance(decision, SendEmail):
+            set_touch(conn, t, state=TouchState.sending.value, attempts=t.attempts + 1,
+                       raw=decision.raw, subject=decision.subject, body_text=decision.text,
+                       in_reply_to=decision.in_reply_to, references=decision.references,
+                       lease_until=now + lease, retry_at=None)
+        elif isinstance(decision, Skip):
+            set_touch(conn, t, state=TouchState.skipped.value, error=decision.reason,
+                       lease_until=None, raw=b"")
+            events.log(conn, "touch_skipped", now, t.lead_id, t.enrollment_id, touch_id=t.id,
+                       step=t.step_name, reason=decision.reason)
+            advance_in(conn, t, decision.advance, now, counted=False)
+        elif isinstance(decision, OpenTask):
+            set_touch(conn, t, state=TouchState.open.value, body_text=decision.note,
+                       lease_until=None)
+            events.log(conn, "task_opened", now, t.lead_id, t.enrollment_id, touch_id=t.id,
+                       step=t.step_name, kind=t.task_kind)
+        elif isinstance(decision, Fail):
+            set_touch(conn, t, state=TouchState.failed.value, error=decision.reason,
+                       lease_until=None, raw=b"")
+            events.log(conn, "touch_failed", now, t.lead_id, t.enrollment_id, touch_id=t.id,
+                       step=t.step_name, error=decision.reason)
+            stop(conn, t.enrollment_id, t.lead_id, "touch_failed", now, decision.reason)
+        elif isinstance(decision, Defer):
+            set_touch(conn, t, state=TouchState.claimed.value, retry_at=decision.until,
+                       claimed_by="", lease_until=None)
+
+    def finish(self, claim: Claim, outcome: Outcome, advance: Advance | None,
+               now: datetime) -> bool:
+        """Record the SMTP outcome of a `sending` touch; False if the claim was lost."""
+        with self.db.write() as conn:
+            t = conn.execute(self._locked(select(T).where(T.c.id == claim.touch_id))).first()
+            if t is None or (t.state, t.fence) != (TouchState.sending.value, claim.fence):
+                return False
+            record_outcome(conn, t, outcome, advance, now)
+            return True
+
+
+def _replied_since(conn: Connection, lead_id: int, since: datetime) -> bool:
+    return conn.execute(select(IB.c.id).where(and_(
+        IB.c.lead_id == lead_id, IB.c.kind == InboundKind.human_reply.value,
+        IB.c.received_at >= since,
+    )).limit(1)).first() is not None
+
+
+def _previous_email(conn: Connection, enrollment_id: int, touch_id: int) -> PreviousEmail | None:
+    row = conn.execute(
+        select(T.c.message_id, T.c.subject, T.c.references)
+        .where(T.c.enrollment_id == enrollment_id, T.c.channel == "email",
+               T.c.state == TouchState.sent.value, T.c.id != touch_id)
+        .order_by(T.c.id.desc()).limit(1)
+    ).first()
+    return PreviousEmail(row.message_id, row.subject, row.references) if row else None
+
+
+def _new_touch(d: DueEnrollment, p: TouchPlan, worker: str, now: datetime,
+               lease: timedelta) -> dict[str, Any]:
+    return {
+        "enrollment_id": d.id, "lead_id": d.lead_id, "sequence": d.sequence,
+        "step_name": p.step_name, "step_index": d.step_index, "occurrence": d.occurrence,
+        "touch_number": d.touch_number + 1, "channel": p.channel, "task_kind": p.task_kind,
+        "state": TouchState.claimed.value, "mailbox": p.mailbox, "message_id": p.message_id,
+        "in_reply_to": "", "references": "", "subject": "", "body_text": "",
+        "planned_at": d.due_at, "claimed_at": now, "claimed_by": worker,
+        "lease_until": now + lease, "fence": 1, "attempts": 0, "retry_at": None,
+        "sent_at": None, "smtp_code": None, "smtp_response": "", "error": "",
+        "completed_by": "", "raw": b"",
+    }
+
+
+def claim_of(r: Any) -> Claim:
+    return Claim(
+        touch_id=r["id"], fence=r["fence"], enrollment_id=r["enrollment_id"],
+        lead_id=r["lead_id"], sequence=r["sequence"], step_index=r["step_index"],
+        occurrence=r["occurrence"], touch_number=r["touch_number"], channel=r["channel"],
+        mailbox=r["mailbox"], message_id=r["message_id"], attempts=r["attempts"],
+        planned_at=r["planned_at"],
+    )

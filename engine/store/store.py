@@ -1,0 +1,21 @@
+"""The store: one Database and the query groups services use (leads, queue, workers...)."""
+
+from __future__ import annotations
+
+from engine.store.db import Database
+from engine.store.leads import LeadStore
+from engine.store.mailboxes import MailboxStore
+from engine.store.queue import QueueStore
+from engine.store.workers import WorkerStore
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.db = Database(url)
+        self.leads = LeadStore(self.db)
+        self.queue = QueueStore(self.db)
+        self.workers = WorkerStore(self.db)
+        self.mailboxes = MailboxStore(self.db)
+
+    def close(self) -> None:
+        self.db.dispose()

@@ -1,0 +1,118 @@
+"""Touch and enrollment transitions shared by the queue and the reaper: outcome, advance, stop.
+
+Each function runs inside the caller's transaction; the caller has checked the touch's state
+and fence first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, case, insert, select, update
+
+from engine.domain.states import EnrollmentState, TouchState
+from engine.domain.touch import Advance, Delivered, Failed, Outcome, Retry
+from engine.store import events
+from engine.store.leads import LIVE, suppress_in
+from engine.store.tables import Enrollment, Lead, Suppression, Touch
+
+T, E, L, S = Touch.__table__, Enrollment.__table__, Lead.__table__, Suppression.__table__
+
+
+def record_outcome(
+    conn: Connection, t: Any, outcome: Outcome, advance: Advance | None, now: datetime
+) -> None:
+    """Write what came of a send (also used when an in-doubt touch is settled)."""
+    base = {"touch_id": t.id, "step": t.step_name, "message_id": t.message_id}
+    if isinstance(outcome, Delivered):
+        set_touch(conn, t, state=TouchState.sent.value, sent_at=outcome.at,
+                   smtp_code=outcome.code, smtp_response=outcome.response[:500],
+                   lease_until=None, raw=b"", error="")
+        events.log(conn, "touch_sent", now, t.lead_id, t.enrollment_id, **base,
+                   mailbox=t.mailbox, smtp=f"{outcome.code} {outcome.response}"[:200])
+        advance_in(conn, t, advance or Advance(None), now, counted=True)
+    elif isinstance(outcome, Retry):
+        set_touch(conn, t, state=TouchState.claimed.value, retry_at=outcome.at, claimed_by="",
+                   smtp_code=outcome.code, error=outcome.error[:500], lease_until=None)
+        events.log(conn, "touch_retry", now, t.lead_id, t.enrollment_id, **base,
+                   attempts=t.attempts, retry_at=outcome.at, error=outcome.error[:200])
+    else:
+        _record_failure(conn, t, outcome, now, base)
+
+
+def _record_failure(
+    conn: Connection, t: Any, outcome: Failed, now: datetime, base: dict[str, Any]
+) -> None:
+    set_touch(conn, t, state=TouchState.failed.value, smtp_code=outcome.code,
+               error=outcome.error[:500], lease_until=None, raw=b"")
+    events.log(conn, "touch_failed", now, t.lead_id, t.enrollment_id, **base,
+               code=outcome.code, error=outcome.error[:200], bounce=outcome.bounce)
+    email = conn.execute(select(L.c.email).where(L.c.id == t.lead_id)).scalar_one()
+    if outcome.bounce:
+        suppress_in(conn, email, "hard_bounce", f"smtp {outcome.code}", now)
+    stop(conn, t.enrollment_id, t.lead_id, "bounced" if outcome.bounce else "send_failed",
+          now, outcome.error[:200])
+
+
+def advance_in(conn: Connection, t: Any, advance: Advance, now: datetime, counted: bool) -> None:
+    """Move the enrollment past the touch's step: to its next step, or finished.
+
+    Only if the enrollment still points at that step (a guard against double advances);
+    a stopped enrollment keeps its state, a paused one keeps waiting with its due time.
+    """
+    values: dict[str, Any] = {"updated_at": now}
+    if counted:
+        values.update(touch_number=E.c.touch_number + 1, last_touch_at=now)
+    live = E.c.state.in_(LIVE)
+    if advance.next is not None:
+        values.update(step_index=advance.next.step_index, occurrence=advance.next.occurrence,
+                      next_due_at=case((live, advance.next.due_at), else_=None))
+    else:
+        values.update(next_due_at=None,
+                      state=case((live, EnrollmentState.finished.value), else_=E.c.state))
+    was_live = conn.execute(select(E.c.state).where(E.c.id == t.enrollment_id)).scalar() in LIVE
+    done = conn.execute(update(E).where(
+        E.c.id == t.enrollment_id, E.c.step_index == t.step_index,
+        E.c.occurrence == t.occurrence,
+    ).values(values)).rowcount
+    if done and advance.next is None and was_live:
+        events.log(conn, "enrollment_finished", now, t.lead_id, t.enrollment_id)
+        if advance.follow_on is not None:
+            _enroll_follow_on(conn, t.lead_id, advance.follow_on.sequence,
+                              advance.follow_on.next, now, t.sequence)
+
+
+def _enroll_follow_on(conn: Connection, lead_id: int, sequence: str, nxt: Any,
+                      now: datetime, after: str) -> None:
+    email = conn.execute(select(L.c.email).where(L.c.id == lead_id)).scalar_one()
+    if conn.execute(select(S.c.email).where(S.c.email == email)).first():
+        return
+    if conn.execute(select(E.c.id).where(
+        E.c.lead_id == lead_id, E.c.sequence == sequence, E.c.state.in_(LIVE)
+    )).first():
+        return
+    source = f"on_finish:{after}"
+    eid = conn.execute(insert(E).returning(E.c.id).values(
+        lead_id=lead_id, sequence=sequence, stop_reason="", touch_number=0,
+        state=EnrollmentState.active.value if nxt else EnrollmentState.finished.value,
+        step_index=nxt.step_index if nxt else 0, occurrence=nxt.occurrence if nxt else 0,
+        next_due_at=nxt.due_at if nxt else None, paused_until=None, enrolled_at=now,
+        last_touch_at=None, updated_at=now, source=source,
+    )).scalar_one()
+    events.log(conn, "enrolled", now, lead_id, eid, sequence=sequence, source=source,
+               first_due_at=nxt.due_at if nxt else None)
+
+
+def stop(conn: Connection, enrollment_id: int, lead_id: int, reason: str, now: datetime,
+          detail: str = "") -> None:
+    n = conn.execute(update(E).where(E.c.id == enrollment_id, E.c.state.in_(LIVE)).values(
+        state=EnrollmentState.stopped.value, stop_reason=reason, next_due_at=None,
+        updated_at=now)).rowcount
+    if n:
+        events.log(conn, "enrollment_stopped", now, lead_id, enrollment_id, reason=reason,
+                   detail=detail)
+
+
+def set_touch(conn: Connection, t: Any, **values: Any) -> None:
+    conn.execute(update(T).where(T.c.id == t.id).values(**values))
