@@ -20,6 +20,7 @@ class Catalog:
     problems: list[Problem] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
     broken: dict[str, list[Problem]] = field(default_factory=dict)  # name -> its file's problems
+    templates_dir: Path = Path("templates")
 
     def get(self, name: str) -> Sequence:
         """The sequence called `name`; a clear error when it is broken or does not exist."""
@@ -27,6 +28,8 @@ class Catalog:
             return self.sequences[name]
         if name in self.broken:
             raise AuthoringError(self.broken[name])
+        if not self.sequences and self.problems:
+            raise AuthoringError(self.problems)  # e.g. the directory itself is missing
         known = sorted(self.sequences)
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
@@ -39,13 +42,12 @@ def load_catalog(
     default_timezone: str = "UTC",
 ) -> Catalog:
     """Load and validate every sequences_dir/*.yaml; good ones by name, all problems listed."""
-    sequences_dir = Path(sequences_dir)
+    sequences_dir, templates_dir = Path(sequences_dir), Path(templates_dir)
     if not sequences_dir.is_dir():
         problem = Problem(str(sequences_dir), None, "the sequences directory does not exist")
-        return Catalog(problems=[problem])
-    checked, problems = check_files([sequences_dir], Path(templates_dir), mailboxes,
-                                    default_timezone)
-    catalog = Catalog(problems=problems)
+        return Catalog(problems=[problem], templates_dir=templates_dir)
+    checked, problems = check_files([sequences_dir], templates_dir, mailboxes, default_timezone)
+    catalog = Catalog(problems=problems, templates_dir=templates_dir)
     for c in checked:
         catalog.problems += c.problems
         if c.sequence is not None and not c.problems:

@@ -1,7 +1,280 @@
-"""CLI commands (placeholder until its owner fills it)."""
+"""The marketer's commands: init, validate, preview and simulate."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import typer
+from rich import box
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from engine.authoring import starter
+from engine.authoring.catalog import Catalog, load_catalog
+from engine.authoring.inputs import lead_from_inputs, parse_moment, parse_stage_change
+from engine.authoring.preview import Touch, html_page, render_entries
+from engine.authoring.templates import Renderer
+from engine.authoring.validate import check_files
+from engine.cli.common import ConfigOption, load_app
+from engine.domain.context import default_sample_sender, lead_view
+from engine.domain.sequence import Sequence
+from engine.domain.timeline import simulate as simulate_timeline
+from engine.errors import NotFound
+from engine.settings import Settings
+
+
+def _out() -> Console:
+    """A console made per command, so it sees the terminal width (COLUMNS) of this run."""
+    return Console(highlight=False)
+
+
+SequencesOption = typer.Option(
+    None, "--sequences", help="Sequences directory (default: sequences_dir from the config). "
+                              "Env: NURTURE_SEQUENCES_DIR.")
+TemplatesOption = typer.Option(
+    None, "--templates", help="Templates directory (default: templates_dir from the config). "
+                              "Env: NURTURE_TEMPLATES_DIR.")
+LeadOption = typer.Option(
+    None, "--lead", help="A JSON file with one lead: {\"email\": ..., \"first_name\": ...}. "
+                         "Default: the sequence's sample_lead.")
+SetOption = typer.Option(
+    None, "--set", help="Set a lead field, e.g. --set first_name=Grace --set stage=decision "
+                        "(custom fields too). Repeatable.")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+    app.command()(init)
+    app.command()(validate)
+    app.command()(preview)
+    app.command()(simulate)
+
+
+def init(
+    directory: Path = typer.Argument(..., metavar="DIR", help="Where to create the project "
+                                                              "(created if new)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite files that already exist."),
+) -> None:
+    """Create a new project: nurture.yaml, an example sequence and its templates."""
+    out = _out()
+    written = starter.write_project(directory, force=force)
+    for path in written:
+        out.print(f"created {path}")
+    out.print(f"\nNext: cd {directory} && nurture validate && nurture preview welcome")
+
+
+def validate(
+    paths: list[Path] = typer.Argument(None, metavar="[PATH]...", help="Sequence files or "
+                                       "directories (default: the sequences directory)."),
+    templates: Path = TemplatesOption,
+    config: Path = ConfigOption,
+) -> None:
+    """Check sequences and their templates; print every problem as file:line: message."""
+    out, settings = _out(), _settings(config)
+    mailboxes = set(settings.mailboxes) or None
+    checked, problems = check_files(paths or [settings.sequences_dir],
+                                    templates or settings.templates_dir, mailboxes,
+                                    settings.default_timezone)
+    problems += [p for c in checked for p in c.problems]
+    for problem in problems:
+        typer.echo(str(problem))
+    good = sum(1 for c in checked if c.sequence and not c.problems)
+    bad = sum(1 for c in checked if c.problems)
+    if not checked and not problems:
+        out.print("[yellow]no sequence files found[/yellow]")
+        raise typer.Exit(1)
+    ok = f"{_plural(good, 'sequence')} OK"
+    if problems:
+        out.print(f"[red]{_plural(len(problems), 'problem')}[/red] in {bad} of "
+                  f"{_plural(len(checked), 'file')}; {ok}")
+        raise typer.Exit(1)
+    note = "" if mailboxes else " (no mailboxes configured, so mailbox names were not checked)"
+    out.print(f"[green]{ok}[/green]{note}")
+
+
+def preview(
+    sequence: str = typer.Argument(..., metavar="SEQUENCE", help="The sequence's name."),
+    step: str = typer.Argument(None, metavar="[STEP]", help="One step's name (default: every "
+                                                              "step)."),
+    lead: Path = LeadOption,
+    set_: list[str] = SetOption,
+    html: Path = typer.Option(None, "--html", help="Also write an HTML page to open in a "
+                                                   "browser."),
+    sequences: Path = SequencesOption,
+    templates: Path = TemplatesOption,
+    config: Path = ConfigOption,
+) -> None:
+    """Show the emails (subject and text) and task notes a lead would get."""
+    out, settings = _out(), _settings(config)
+    catalog, seq = _sequence(settings, sequence, sequences, templates)
+    the_lead = lead_from_inputs(seq.sample_lead, lead, set_ or [])
+    touches = _touches(settings, catalog, seq, the_lead, datetime.now(UTC), None, [], 500)
+    touches = _one_per_step(touches, seq.name)
+    if step is not None:
+        touches = [t for t in touches if t.entry.step == step]
+        if not touches:
+            names = ", ".join(s.name for s in seq.steps)
+            raise NotFound(f"no step named '{step}' in '{seq.name}'; its steps are: {names}")
+    sender = _sender(settings, seq)
+    for touch in touches:
+        out.print(_panel(touch, sender, the_lead))
+    if html is not None:
+        page = html_page(f"Preview of {seq.name}", touches, sender, the_lead)
+        html.write_text(page, encoding="utf-8")
+        out.print(f"wrote {html}")
+
+
+def simulate(
+    sequence: str = typer.Argument(..., metavar="SEQUENCE", help="The sequence's name."),
+    lead: Path = LeadOption,
+    set_: list[str] = SetOption,
+    start: str = typer.Option("now", "--start", help="Enrollment time, e.g. '2025-03-03 "
+                              "09:00' (the lead's time zone unless an offset is given)."),
+    reply_at: str = typer.Option(None, "--reply-at", help="When the lead replies: the "
+                                 "timeline stops there."),
+    stage: list[str] = typer.Option(None, "--stage", help="A stage change, STAGE@DATETIME, "
+                                    "e.g. decision@2025-03-10 09:00. Repeatable."),
+    limit: int = typer.Option(100, "--limit", min=1, help="At most this many rows."),
+    sequences: Path = SequencesOption,
+    templates: Path = TemplatesOption,
+    config: Path = ConfigOption,
+) -> None:
+    """Print the dated timeline a lead would get, and what a reply or stage change does."""
+    out, settings = _out(), _settings(config)
+    catalog, seq = _sequence(settings, sequence, sequences, templates)
+    the_lead = lead_from_inputs(seq.sample_lead, lead, set_ or [])
+    zone = seq.zone(the_lead.get("timezone"), settings.default_timezone)
+    now = datetime.now(UTC)
+    started = _moment(start, "--start", lambda t: parse_moment(t, zone, now))
+    replied = _moment(reply_at, "--reply-at", lambda t: parse_moment(t, zone, now))
+    changes = [_moment(s, "--stage", lambda t: parse_stage_change(t, zone, now))
+               for s in stage or []]
+    touches = _touches(settings, catalog, seq, the_lead, started, replied, changes, limit)
+    out.print(_table(touches, f"{seq.name} for {the_lead.get('email')}"))
+    out.print(_summary(touches, limit))
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def _settings(config: Path | None) -> Settings:
+    return load_app(config).settings
+
+
+def _sequence(settings: Settings, name: str, sequences: Path | None,
+              templates: Path | None) -> tuple[Catalog, Sequence]:
+    catalog = load_catalog(sequences or settings.sequences_dir,
+                           templates or settings.templates_dir,
+                           default_timezone=settings.default_timezone)
+    seq = catalog.get(name)
+    if seq.on_finish and seq.on_finish.enroll not in catalog.sequences:
+        catalog.get(seq.on_finish.enroll)  # explains why the follow-on sequence is missing
+    return catalog, seq
+
+
+def _moment(text: str | None, option: str, parse: Any) -> Any:
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
+def _sender(settings: Settings, seq: Sequence) -> dict[str, str]:
+    """The mailbox's real name, address and signature when configured, else a sample."""
+    sender = default_sample_sender()
+    box = settings.mailboxes.get(seq.mailbox)
+    if box is not None:
+        sender.update(name=box.from_name or box.address, email=box.address,
+                      signature=box.signature or box.from_name)
+    if settings.postal_address:
+        sender["postal_address"] = settings.postal_address
+    return sender
+
+
+def _touches(settings: Settings, catalog: Catalog, seq: Sequence, lead: dict[str, Any],
+             start: datetime, reply_at: datetime | None,
+             changes: list[tuple[datetime, str]], limit: int) -> list[Touch]:
+    flat = lead_view(lead)  # `when:` reads custom fields by their plain names
+    entries = simulate_timeline(catalog.sequences, seq.name, flat, start,
+                                settings.default_timezone, reply_at, changes, limit)
+    renderer = Renderer(catalog.templates_dir)
+    url = f"{settings.base_url.rstrip('/')}/unsubscribe/preview"
+    return render_entries(entries, catalog.sequences, renderer, lead, _sender(settings, seq), url)
+
+
+def _one_per_step(touches: list[Touch], name: str) -> list[Touch]:
+    """The first enrollment's touches, each step once (a monthly step shows its first month)."""
+    seen: set[int] = set()
+    kept = []
+    for touch in touches:
+        if touch.entry.sequence != name:
+            break
+        if touch.entry.step_index not in seen:
+            seen.add(touch.entry.step_index)
+            kept.append(touch)
+    return kept
+
+
+def _panel(touch: Touch, sender: dict[str, str], lead: dict[str, Any]) -> Panel:
+    e = touch.entry
+    title = f"{e.step} · {e.channel} · {e.local:%a %d %b %H:%M} {e.zone}"
+    body = Text()
+    if e.status == "skipped":
+        body.append(f"skipped for this lead: {e.reason}\n\n", style="yellow")
+    if touch.error:
+        body.append(touch.error, style="red")
+    elif touch.email:
+        body.append(f"From: {sender['name']} <{sender['email']}>\nTo: {lead.get('email')}\n")
+        body.append("Subject: ").append(touch.email.subject, style="bold")
+        body.append("\n\n" + touch.email.text.rstrip())
+    else:
+        body.append(f"{e.task_kind}: ", style="bold").append(touch.note or "")
+    return Panel(body, title=title, title_align="left")
+
+
+def _table(touches: list[Touch], title: str) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("#", "Local time", "UTC", "Sequence", "Step", "Channel"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("Subject / task note", ratio=3, overflow="fold")
+    table.add_column("Status", ratio=2, overflow="fold")
+    styles = {"scheduled": "green", "skipped": "yellow", "stopped": "red"}
+    for touch in touches:
+        e = touch.entry
+        status = e.status + (f": {e.reason}" if e.reason else "")
+        table.add_row(
+            str(e.touch_number or ""), f"{e.local:%a %Y-%m-%d %H:%M} {e.local:%Z}",
+            f"{e.at:%Y-%m-%d %H:%M}", e.sequence, e.step, e.channel,
+            Text(_clip(touch.summary) if e.status != "stopped" else "",
+                 style="red" if touch.error else ""),
+            Text(status, style=styles.get(e.status, "")),
+        )
+    return table
+
+
+def _clip(text: str, limit: int = 90) -> str:
+    """Task notes can be long; the table shows their start (preview shows all of it)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "es" if word.endswith("ch") else "s")
+
+
+def _summary(touches: list[Touch], limit: int) -> str:
+    made = [t for t in touches if t.entry.status == "scheduled"]
+    if not made:
+        return "no touches"
+    emails = sum(1 for t in made if t.entry.channel == "email")
+    days = (made[-1].entry.at - made[0].entry.at).days
+    text = (f"{_plural(len(made), 'touch')} ({_plural(emails, 'email')}, "
+            f"{_plural(len(made) - emails, 'task')}) over {_plural(days, 'day')}")
+    if len(touches) >= limit:
+        text += f"; cut at {limit} rows (raise --limit to see more)"
+    return text
