@@ -1,0 +1,97 @@
+"""Decoding that never fails: charsets, RFC 2047 encoded words, MIME part payloads.
+
+Strangers' mail names charsets Python does not know, mislabels them, or carries raw 8-bit
+bytes in headers; each helper here falls back (alias, UTF-8, Latin-1) instead of raising.
+"""
+
+from __future__ import annotations
+
+import codecs
+from email.header import decode_header
+from email.message import Message
+
+# Charset labels seen in the wild that Python's codec registry does not know.
+_CHARSET_ALIASES = {
+    "ks_c_5601-1987": "cp949", "iso-8859-8-i": "iso-8859-8", "x-sjis": "shift_jis",
+    "windows-874": "cp874", "unicode-1-1-utf-7": "utf-7", "x-unknown": "latin-1",
+    "unknown-8bit": "latin-1", "x-user-defined": "latin-1", "default": "latin-1",
+    "unknown": "latin-1", "us-ascii": "utf-8", "ascii": "utf-8",  # 8-bit bytes often lurk
+}
+
+
+def codec_for(charset: str | None) -> str | None:
+    """A Python codec name for a MIME charset label, or None when unknown."""
+    if not charset:
+        return None
+    label = charset.strip().strip('"').lower()
+    label = _CHARSET_ALIASES.get(label, label)
+    try:
+        return codecs.lookup(label).name
+    except LookupError:
+        return None
+
+
+def decode_bytes(data: bytes, charset: str | None) -> str:
+    """Bytes -> text in the declared charset, else UTF-8, else Latin-1 (which cannot fail)."""
+    codec = codec_for(charset)
+    for candidate in (codec, "utf-8"):
+        if candidate:
+            try:
+                return data.decode(candidate)
+            except (UnicodeDecodeError, LookupError, ValueError):
+                continue
+    if codec:
+        return data.decode(codec, errors="replace")
+    return data.decode("latin-1")
+
+
+def _unescape(value: str) -> str:
+    """compat32 keeps raw 8-bit header bytes as surrogate escapes; read them as UTF-8/Latin-1."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value
+    return decode_bytes(value.encode("utf-8", "surrogateescape"), None)
+
+
+def decode_header_value(value: object) -> str:
+    """A raw header value (encoded words, raw 8-bit, Header objects) -> plain text."""
+    if value is None:
+        return ""
+    raw = _unescape(str(value))
+    try:
+        chunks = decode_header(raw)
+    except Exception:  # noqa: BLE001 - malformed encoded words: keep the raw text
+        return raw
+    out: list[str] = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, bytes):
+            out.append(decode_bytes(chunk, charset))
+        else:
+            out.append(chunk)
+    # decode_header drops the whitespace between an encoded word and plain text only when
+    # both are encoded; joining with "" is RFC 2047 section 6.2's rule.
+    return "".join(out)
+
+
+def header_text(msg: Message, name: str) -> str:
+    """The first `name` header, decoded; "" when absent or unreadable."""
+    try:
+        value = msg.get(name)
+    except Exception:  # noqa: BLE001 - compat32 can choke on broken folding
+        return ""
+    return decode_header_value(value) if value is not None else ""
+
+
+def part_text(part: Message) -> str:
+    """A leaf part's decoded text (transfer encoding and charset), "" when unreadable."""
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001 - broken base64 / quoted-printable
+        payload = None
+    if payload is None:
+        raw = part.get_payload()
+        return _unescape(raw) if isinstance(raw, str) else ""
+    try:
+        charset = part.get_content_charset()
+    except Exception:  # noqa: BLE001 - malformed parameters
+        charset = None
+    return decode_bytes(payload, charset)
