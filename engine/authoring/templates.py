@@ -98,7 +98,10 @@ def parse_front_matter(source: str, name: str) -> FrontMatter:
         data = load_text(block) or {}
     except yaml.MarkedYAMLError as exc:
         problem = syntax_problem(name, exc)
-        raise RenderError(name, (problem.line or 0) + 1, problem.message) from None
+        message = problem.message
+        if re.search(r":\s*\{[{%]", block):  # YAML reads an unquoted {{ as a mapping
+            message = "put the subject in quotes: subject: \"Hello {{ lead.first_name }}\""
+        raise RenderError(name, (problem.line or 0) + 1, message) from None
     if not isinstance(data, dict):
         raise RenderError(name, 2, "the front matter must be 'key: value' lines, e.g. "
                                    "subject: \"Quick question\"")
