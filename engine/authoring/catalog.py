@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.authoring.validate import check_files
+from engine.authoring.validate import all_problems, check_files
 from engine.domain.sequence import Sequence
 from engine.errors import AuthoringError, Problem, UnknownSequence
 
@@ -47,9 +47,8 @@ def load_catalog(
         problem = Problem(str(sequences_dir), None, "the sequences directory does not exist")
         return Catalog(problems=[problem], templates_dir=templates_dir)
     checked, problems = check_files([sequences_dir], templates_dir, mailboxes, default_timezone)
-    catalog = Catalog(problems=problems, templates_dir=templates_dir)
+    catalog = Catalog(problems=all_problems(checked, problems), templates_dir=templates_dir)
     for c in checked:
-        catalog.problems += c.problems
         if c.sequence is not None and not c.problems:
             catalog.sequences[c.sequence.name] = c.sequence
             catalog.files[c.sequence.name] = c.path

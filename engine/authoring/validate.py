@@ -45,7 +45,12 @@ def validate_paths(
     """Validate files (or directories of *.yaml): the good sequences by name, and every problem."""
     checked, problems = check_files(paths, templates_dir, mailboxes)
     good = {c.sequence.name: c.sequence for c in checked if c.sequence and not c.problems}
-    return good, problems + [p for c in checked for p in c.problems]
+    return good, all_problems(checked, problems)
+
+
+def all_problems(checked: list[Checked], problems: list[Problem]) -> list[Problem]:
+    """Every problem once (a template shared by two sequences is reported once)."""
+    return list(dict.fromkeys(problems + [p for c in checked for p in c.problems]))
 
 
 def check_files(

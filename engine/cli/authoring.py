@@ -18,7 +18,7 @@ from engine.authoring.catalog import Catalog, load_catalog
 from engine.authoring.inputs import lead_from_inputs, parse_moment, parse_stage_change
 from engine.authoring.preview import Touch, html_page, render_entries
 from engine.authoring.templates import Renderer
-from engine.authoring.validate import check_files
+from engine.authoring.validate import all_problems, check_files
 from engine.cli.common import ConfigOption, load_app
 from engine.domain.context import default_sample_sender, lead_view
 from engine.domain.sequence import Sequence
@@ -79,7 +79,7 @@ def validate(
     checked, problems = check_files(paths or [settings.sequences_dir],
                                     templates or settings.templates_dir, mailboxes,
                                     settings.default_timezone)
-    problems += [p for c in checked for p in c.problems]
+    problems = all_problems(checked, problems)
     for problem in problems:
         typer.echo(str(problem))
     good = sum(1 for c in checked if c.sequence and not c.problems)
