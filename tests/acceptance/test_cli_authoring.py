@@ -1,0 +1,164 @@
+"""The marketer's CLI end to end: init, validate, preview and simulate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.cli.main import app
+from engine.errors import InvalidLead, NotFound
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+BROKEN = ROOT / "tests" / "fixtures" / "broken"
+REPO = ["--sequences", str(ROOT / "sequences"), "--templates", str(ROOT / "templates")]
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
+    """A runner in an empty directory (no nurture.yaml) with a wide terminal."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "250")
+    return CliRunner()
+
+
+def nurture(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The real entry point, as a marketer runs it (errors printed by cli/main.py)."""
+    code = "from engine.cli.main import main; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_init_creates_a_project_that_validates(cli: CliRunner, tmp_path: Path) -> None:
+    """`nurture init DIR` then `nurture validate` in it: exit 0, one sequence OK."""
+    assert cli.invoke(app, ["init", "proj"]).exit_code == 0
+    result = cli.invoke(app, ["validate", "--config", str(tmp_path / "proj" / "nurture.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "1 sequence OK" in result.output
+
+
+def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
+    """A second init in the same place stops with a clear error and exit 1."""
+    assert nurture("init", "proj", cwd=tmp_path).returncode == 0
+    again = nurture("init", "proj", cwd=tmp_path)
+    assert again.returncode == 1
+    assert "already exist" in again.stderr and "--force" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
+def test_validate_prints_every_problem_as_file_line_message(cli: CliRunner) -> None:
+    """Broken files: one `file:line: message` each, a summary, exit 1."""
+    files = [str(BROKEN / "bad-cron.yaml"), str(BROKEN / "unknown-key-typo.yaml")]
+    result = cli.invoke(app, ["validate", *files, "--templates", str(BROKEN / "templates")])
+    assert result.exit_code == 1
+    assert f"{BROKEN}/unknown-key-typo.yaml:7: unknown key 'tempalte'; did you mean 'template'?" \
+        in result.output
+    assert f"{BROKEN}/bad-cron.yaml:5: '0 10 * * someday' is not a cron expression" in result.output
+    assert "2 problems in 2 of 2 files; 0 sequences OK" in result.output
+
+
+def test_validate_the_examples_passes(cli: CliRunner) -> None:
+    """The repository's example sequences validate: exit 0."""
+    result = cli.invoke(app, ["validate", str(ROOT / "sequences"), REPO[2], REPO[3]])
+    assert result.exit_code == 0, result.output
+    assert "3 sequences OK" in result.output
+
+
+def test_preview_shows_subject_and_text_and_writes_html(cli: CliRunner, tmp_path: Path) -> None:
+    """preview STEP --set: the rendered subject and body; --html writes a page to open."""
+    page = tmp_path / "out.html"
+    result = cli.invoke(app, ["preview", "demo-request", "first-touch", "--set",
+                              "first_name=Grace", "--html", str(page), *REPO])
+    assert result.exit_code == 0, result.output
+    assert "Subject: Your demo request, Grace" in result.output
+    assert "Hi Grace," in result.output
+    html = page.read_text()
+    assert "Your demo request, Grace" in html and "<iframe sandbox srcdoc=" in html
+
+
+def test_preview_without_step_shows_every_step_once(cli: CliRunner) -> None:
+    """Without STEP, each step of the sequence appears once, tasks included."""
+    result = cli.invoke(app, ["preview", "ripen", *REPO])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("monthly-note · email") == 1
+
+
+def test_preview_reads_a_lead_file(cli: CliRunner, tmp_path: Path) -> None:
+    """--lead FILE.json: the email is written for that lead and its stage."""
+    lead = tmp_path / "lead.json"
+    lead.write_text(json.dumps({"email": "grace@example.com", "first_name": "Grace",
+                                "company": "Hopper & Co", "stage": "decision"}))
+    result = cli.invoke(app, ["preview", "demo-request", "proof", "--lead", str(lead), *REPO])
+    assert result.exit_code == 0, result.output
+    assert "Subject: The business case for Hopper & Co" in result.output
+
+
+def test_preview_with_a_broken_lead_file_names_its_line(cli: CliRunner, tmp_path: Path) -> None:
+    """An invalid JSON lead file is an InvalidLead error naming file and line."""
+    lead = tmp_path / "lead.json"
+    lead.write_text('{\n  "first_name": "Grace",\n}\n')
+    result = cli.invoke(app, ["preview", "demo-request", "--lead", str(lead), *REPO])
+    assert isinstance(result.exception, InvalidLead)
+    assert f"{lead}:3: not valid JSON" in str(result.exception)
+
+
+def test_preview_of_an_unknown_step_lists_the_steps(cli: CliRunner) -> None:
+    """A misspelt step name is an error that lists the real ones."""
+    result = cli.invoke(app, ["preview", "ripen", "monthly", *REPO])
+    assert isinstance(result.exception, NotFound)
+    assert "its steps are: monthly-note" in str(result.exception)
+
+
+def test_simulate_prints_the_dated_timeline(cli: CliRunner) -> None:
+    """simulate --start: every touch with local time, UTC, step, channel and subject."""
+    result = cli.invoke(app, ["simulate", "demo-request", "--start", "2025-03-03 09:00",
+                              "--set", "timezone=America/New_York", "--limit", "7", *REPO])
+    assert result.exit_code == 0, result.output
+    assert "Mon 2025-03-03 09:00 EST" in result.output
+    assert "2025-03-03 14:00" in result.output  # the same moment in UTC
+    assert "Should I close your demo request?" in result.output
+    assert "7 touches (6 emails, 1 task)" in result.output
+
+
+def test_simulate_a_reply_stops_the_timeline(cli: CliRunner) -> None:
+    """--reply-at: the touches after the reply are gone and a stopped row says why."""
+    result = cli.invoke(app, ["simulate", "demo-request", "--start", "2025-03-03 09:00",
+                              "--reply-at", "2025-03-06 10:00", *REPO])
+    assert result.exit_code == 0, result.output
+    assert "stopped: reply on Thu 2025-03-06 10:00" in result.output
+    assert "3 touches (2 emails, 1 task)" in result.output
+
+
+def test_simulate_a_stage_change_switches_the_template(cli: CliRunner) -> None:
+    """--stage decision@...: the proof email becomes the decision-stage variant."""
+    base = ["simulate", "demo-request", "--start", "2025-03-03 09:00", "--limit", "7", *REPO]
+    before = cli.invoke(app, base)
+    after = cli.invoke(app, [*base, "--stage", "decision@2025-03-04 12:00"])
+    assert "How one team got two days a month back" in before.output
+    assert "The business case for Analytical Engines Ltd" in after.output
+
+
+def test_simulate_with_a_bad_date_is_a_usage_error(cli: CliRunner) -> None:
+    """An unreadable --start exits 2 with an example of what to write."""
+    result = cli.invoke(app, ["simulate", "ripen", "--start", "tomorrow", *REPO])
+    assert result.exit_code == 2
+    assert "is not a date and time" in result.output
+
+
+def test_unknown_sequence_is_a_clear_error(tmp_path: Path) -> None:
+    """The real entry point prints `error: ...` with a suggestion, exit 1, no traceback."""
+    result = nurture("preview", "demo-requst", *REPO, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no sequence named 'demo-requst'; did you mean 'demo-request'?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["init", "validate", "preview", "simulate"])
+def test_every_command_has_help(cli: CliRunner, command: str) -> None:
+    """--help works for each authoring command."""
+    result = cli.invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
