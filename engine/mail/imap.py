@@ -135,25 +135,40 @@ class MailboxWatcher:
     # -- connection loop ---------------------------------------------------------------------
 
     def run(self) -> None:
-        """Watch until `stop` is set; reconnect with capped exponential backoff on any error."""
+        """Watch until `stop` is set; reconnect with capped exponential backoff on any error.
+
+        Connection and IMAP errors never end it; anything else (e.g. the CursorStore failing)
+        is logged as imap_watcher_crashed and raised, for the daemon's monitor to see.
+        """
         delay = self.backoff[0]
-        while not self.stop.is_set():
-            self._caught_up = False
-            try:
-                with imap.session(self.cfg, self._password, self.timeout) as client:
-                    self._set(connected=True, last_error="")
-                    self.log.info("imap_connected", host=self.cfg.host, folders=self.cfg.folders)
-                    self._watch(client)
-            except imap.CONNECTION_ERRORS as exc:
-                if self._caught_up:
-                    delay = self.backoff[0]  # the session worked: start the backoff afresh
-                self._set(connected=False, last_error=str(exc),
-                          reconnects=self._status.reconnects + 1)  # fmt: skip
-                self.log.warning("imap_disconnected", error=str(exc), retry_in=delay)
-                self.stop.wait(delay)
+        try:
+            while not self.stop.is_set():
+                if self._session():
+                    delay = self.backoff[0]  # it worked until now: start the backoff afresh
+                if self.stop.wait(delay):
+                    break
                 delay = min(delay * 2, self.backoff[1])
+        except Exception as exc:
+            self._set(connected=False, last_error=repr(exc))
+            self.log.exception("imap_watcher_crashed")
+            raise
         self._set(connected=False)
         self.log.info("imap_watcher_stopped")
+
+    def _session(self) -> bool:
+        """One connection until stop or an error; True when it had caught up (a good session)."""
+        self._caught_up = False
+        try:
+            with imap.session(self.cfg, self._password, self.timeout) as client:
+                self._set(connected=True, last_error="")
+                self.log.info("imap_connected", host=self.cfg.host, folders=self.cfg.folders)
+                self._watch(client)
+        except imap.CONNECTION_ERRORS as exc:
+            event = "imap_connection_lost" if self._status.connected else "imap_connect_failed"
+            self._set(connected=False, last_error=str(exc),
+                      reconnects=self._status.reconnects + 1)  # fmt: skip
+            self.log.warning(event, error=str(exc))
+        return self._caught_up
 
     def _watch(self, client: IMAPClient) -> None:
         use_idle = self.cfg.idle and b"IDLE" in client.capabilities()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from engine.errors import MailboxError
 from engine.settings import ImapConfig
@@ -98,7 +98,12 @@ def _text(exc: BaseException) -> str:
 
 def examine(client: IMAPClient, folder: str) -> FolderState:
     """SELECT read-only (EXAMINE): we never change flags in the rep's mailbox."""
-    info = client.select_folder(folder, readonly=True)
+    try:
+        info = client.select_folder(folder, readonly=True)
+    except IMAPClientAbortError:
+        raise  # the connection died: not the folder's fault
+    except IMAPClientError as exc:
+        raise MailboxError(f"cannot open the folder {folder!r}: {_text(exc)}") from exc
     uidnext = info.get(b"UIDNEXT")
     return FolderState(int(info[b"UIDVALIDITY"]), int(uidnext) if uidnext else None)
 

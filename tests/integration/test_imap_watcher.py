@@ -174,7 +174,8 @@ def test_mail_arriving_while_stopped_is_caught_up(dovecot: Dovecot) -> None:
 
 @pytest.mark.slow
 def test_survives_dovecot_restart_and_misses_nothing(dovecot: Dovecot) -> None:
-    """Dovecot stopped and started mid-run: the watcher reconnects and catches up by UID."""
+    """Dovecot stopped (BYE) and started again mid-run: the watcher reconnects and catches
+    up by UID, handing every message exactly once."""
     rec = Recorder()
     before, during, after = make_message(), make_message(), make_message()
     with watching(dovecot, rec) as watcher:
@@ -192,10 +193,24 @@ def test_survives_dovecot_restart_and_misses_nothing(dovecot: Dovecot) -> None:
     assert watcher.status.reconnects >= 1
 
 
+def test_a_dropped_connection_is_noticed_during_idle(dovecot: Dovecot) -> None:
+    """The connection dies mid-IDLE without a BYE (bare EOF, where imapclient's idle_check
+    would spin): the watcher notices, reconnects, and hands mail that arrived meanwhile."""
+    rec = Recorder()
+    with watching(dovecot, rec) as watcher:
+        assert dovecot.drop_connections() >= 1
+        mid, raw = make_message()
+        dovecot.append(USER, "INBOX", raw)
+        assert rec.wait_for(mid)
+        assert wait_until(lambda: watcher.status.reconnects >= 1)
+    assert rec.ids == [mid]
+
+
 def test_uidvalidity_change_triggers_a_rescan(dovecot: Dovecot) -> None:
     """A watched folder deleted and re-created (new UIDVALIDITY, UIDs from 1 again) is
     re-scanned: mail in the new folder is handed over and the watcher keeps running."""
-    cfg = dovecot.imap_config(folders=["Leads"], idle_renew_seconds=5, poll_seconds=1)
+    # Dovecot does not interrupt an IDLE on a deleted folder: the change shows at the renew.
+    cfg = dovecot.imap_config(folders=["Leads"], idle_renew_seconds=2, poll_seconds=1)
     dovecot.append(USER, "Leads", make_message()[1])
     rec, cursors = Recorder(), MemoryCursors()
     old_mid, old_raw = make_message()
@@ -256,3 +271,15 @@ def test_wrong_password_is_reported_and_retried(dovecot: Dovecot) -> None:
     with watching(dovecot, Recorder(), password="wrong", wait_ready=False) as watcher:
         assert wait_until(lambda: "login failed" in watcher.status.last_error)
         assert not watcher.status.connected
+
+
+def test_a_missing_folder_is_reported_then_watched_once_created(dovecot: Dovecot) -> None:
+    """A watched folder that does not exist yet is named in the status; the watcher retries
+    and hands its mail once someone creates it."""
+    cfg = dovecot.imap_config(folders=["INBOX", "Leads"], idle_renew_seconds=5, poll_seconds=1)
+    rec = Recorder()
+    with watching(dovecot, rec, cfg=cfg, wait_ready=False, since=date.today) as watcher:
+        assert wait_until(lambda: "'Leads'" in watcher.status.last_error)
+        mid, raw = make_message()
+        dovecot.append(USER, "Leads", raw)
+        assert rec.wait_for(mid)

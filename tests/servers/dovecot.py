@@ -54,6 +54,7 @@ listen = 127.0.0.1
 ssl = no
 {cleartext}
 auth_mechanisms = plain login
+auth_failure_delay = 0  # tests of wrong passwords need not wait 2 s
 default_internal_user = {user}
 default_internal_group = {group}
 default_login_user = {user}
@@ -225,6 +226,16 @@ class Dovecot:
             proc.stderr.close()
         self._wait_port_closed()
 
+    def drop_connections(self) -> int:
+        """SIGKILL the imap processes serving clients: their connections end with a bare EOF,
+        no BYE, as when a network path dies. The master stays up (and reaps them)."""
+        assert self._proc is not None, "Dovecot is not running"
+        imap_pids = [pid for pid in _live_members(self._proc.pid) if _comm(pid) == "imap"]
+        for pid in imap_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return len(imap_pids)
+
     def restart(self) -> None:
         """Stop and start again: same ports, same maildir, so the mail survives."""
         self.stop()
@@ -351,6 +362,13 @@ def _live_members(pgid: int) -> list[int]:
         if group == pgid and state != "Z":
             pids.append(int(stat.parent.name))
     return pids
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _version() -> tuple[int, int]:
