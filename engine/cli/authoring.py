@@ -94,6 +94,9 @@ def validate(
         raise typer.Exit(1)
     note = "" if mailboxes else " (no mailboxes configured, so mailbox names were not checked)"
     out.print(f"[green]{ok}[/green]{note}")
+    if settings.config_path is not None and not settings.postal_address:
+        out.print(f"[yellow]warning:[/yellow] {settings.config_path}: postal_address is empty; "
+                  "the law asks for it in every email's footer")
 
 
 def preview(
@@ -203,7 +206,7 @@ def _touches(settings: Settings, catalog: Catalog, seq: Sequence, lead: dict[str
     entries = simulate_timeline(catalog.sequences, seq.name, flat, start,
                                 settings.default_timezone, reply_at, changes, limit)
     renderer = Renderer(catalog.templates_dir)
-    url = f"{settings.base_url.rstrip('/')}/unsubscribe/preview"
+    url = f"{settings.base_url.rstrip('/')}/u/preview"
     return render_entries(entries, catalog.sequences, renderer, lead, _sender(settings, seq), url)
 
 
