@@ -136,6 +136,8 @@ def find_bounce(mail: InboundMail) -> BounceFinding | None:
     failing = [d for d in mail.delivery_status if d.action.startswith(_FAILING_ACTIONS)]
     if failing:
         return _from_dsn(mail, failing)
+    if mail.delivery_status:
+        return None  # every recipient delivered, relayed or expanded: a delivery notice
     why = _nonstandard_reason(mail)
     if why is None:
         return None

@@ -7,16 +7,17 @@ bytes in headers; each helper here falls back (alias, UTF-8, Latin-1) instead of
 from __future__ import annotations
 
 import codecs
-from email.header import decode_header
+from email.header import Header, decode_header
 from email.message import Message
 
 # Charset labels seen in the wild that Python's codec registry does not know.
 _CHARSET_ALIASES = {
     "ks_c_5601-1987": "cp949", "iso-8859-8-i": "iso-8859-8", "x-sjis": "shift_jis",
-    "windows-874": "cp874", "unicode-1-1-utf-7": "utf-7", "x-unknown": "latin-1",
-    "unknown-8bit": "latin-1", "x-user-defined": "latin-1", "default": "latin-1",
-    "unknown": "latin-1", "us-ascii": "utf-8", "ascii": "utf-8",  # 8-bit bytes often lurk
+    "windows-874": "cp874", "unicode-1-1-utf-7": "utf-7",
+    "us-ascii": "utf-8", "ascii": "utf-8",  # mislabelled 8-bit text is usually UTF-8
 }
+# Labels that say "we do not know": guess UTF-8, then Latin-1.
+_UNKNOWN = frozenset({"unknown-8bit", "x-unknown", "unknown", "x-user-defined", "default"})
 
 
 def codec_for(charset: str | None) -> str | None:
@@ -24,6 +25,8 @@ def codec_for(charset: str | None) -> str | None:
     if not charset:
         return None
     label = charset.strip().strip('"').lower()
+    if label in _UNKNOWN:
+        return None
     label = _CHARSET_ALIASES.get(label, label)
     try:
         return codecs.lookup(label).name
@@ -56,11 +59,12 @@ def decode_header_value(value: object) -> str:
     """A raw header value (encoded words, raw 8-bit, Header objects) -> plain text."""
     if value is None:
         return ""
-    raw = _unescape(str(value))
+    # compat32 hands raw 8-bit headers over as Header objects (charset unknown-8bit).
+    raw: str | Header = value if isinstance(value, Header) else _unescape(str(value))
     try:
         chunks = decode_header(raw)
     except Exception:  # noqa: BLE001 - malformed encoded words: keep the raw text
-        return raw
+        return str(raw)
     out: list[str] = []
     for chunk, charset in chunks:
         if isinstance(chunk, bytes):
