@@ -36,6 +36,10 @@ class TemplateChecker:
             if step.email is not None:
                 variants = step.email.template
                 named = variants.items() if isinstance(variants, dict) else [(None, variants)]
+                if not named:
+                    loc = ("steps", index, "email", "template")
+                    problems.append(doc.problem(loc, "template names no file; write a file "
+                                                     "name, or stage: file lines"))
                 for stage, name in named:
                     loc = ("steps", index, "email", "template", *([stage] if stage else []))
                     problems += self._check_email(seq, doc, index, loc, name, stage)

@@ -103,16 +103,21 @@ def _union_problems(base: Loc, errs: list[Located], doc: Document) -> Iterator[P
     if specific:
         yield from (_problem(loc, e, doc) for loc, e in specific)
         return
-    field = _field_name(base)
-    shape = _EXAMPLES.get(field) or _EXAMPLES.get(str(base[-2]) if len(base) > 1 else "", "")
-    if not shape:
-        shape = "a single value or a list of values"
-    yield doc.problem(base, f"{field} must be {shape}; found {_show(_value_at(doc.data, base))}")
+    field, found = _field_name(base), _show(_value_at(doc.data, base))
+    if len(base) > 1 and base[-2] == "when":
+        yield doc.problem(base, f"when: {field} must be one value or a list of values; "
+                                f"found {found}")
+        return
+    shape = _EXAMPLES.get(field, "one of the forms described in docs/authoring.md")
+    yield doc.problem(base, f"{field} must be {shape}; found {found}")
 
 
 def _problem(loc: Loc, err: dict[str, Any], doc: Document) -> Problem:
     kind, field = err["type"], _field_name(loc)
     value = _value_at(doc.data, loc)
+    if kind == "invalid_key":
+        return doc.problem(loc, f"the key {loc[-1]!r} must be a word; did you mean to quote "
+                                "it, or is a line missing its key?")
     if kind == "extra_forbidden":
         return doc.problem(loc, _unknown_key(str(loc[-1]), _known_keys(loc[:-1])))
     if kind == "missing":
@@ -126,6 +131,8 @@ def _problem(loc: Loc, err: dict[str, Any], doc: Document) -> Problem:
                                 f"found {_show(value)}")
     if kind in ("model_type", "dict_type", "list_type") and field in _EXAMPLES:
         return doc.problem(loc, f"{field} must be {_EXAMPLES[field]}; found {_show(value)}")
+    if kind == "string_type":
+        return doc.problem(loc, f"{field} must be text; found {_show(value)}")
     if kind in ("int_type", "int_parsing"):
         return doc.problem(loc, f"{field} must be a whole number; found {_show(value)}")
     if kind in ("greater_than_equal", "less_than_equal"):

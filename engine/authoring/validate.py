@@ -92,8 +92,10 @@ def _check_one(path: Path, checker: TemplateChecker, mailboxes: Collection[str] 
         problems.append(doc.problem((), f"the file is {what}; a sequence file holds keys like "
                                         "name, mailbox and steps"))
         return Checked(path, doc, None, problems)
+    # Top-level `x-...` keys hold YAML anchors to reuse (`<<: *common`), as in Compose files.
+    data = {k: v for k, v in doc.data.items() if not str(k).startswith("x-")}
     try:
-        seq = Sequence.model_validate(doc.data)
+        seq = Sequence.model_validate(data)
     except ValidationError as exc:
         return Checked(path, doc, None, problems + explain(exc, doc))
     problems += checker.check(seq, doc)

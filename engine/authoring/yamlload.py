@@ -100,9 +100,9 @@ def _walk(loader: Loader, node: yaml.Node, loc: Loc, doc: Document, out: list[Pr
             if not isinstance(key_node, yaml.ScalarNode):
                 out.append(Problem(doc.path, line, "a key must be a plain word, not a list"))
                 continue
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor`: the merged keys are checked where the anchor is
             key = loader.construct_object(key_node)
-            if key == "<<":  # a merge key: its contents are checked where the anchor is
-                continue
             if key in seen:
                 out.append(Problem(
                     doc.path, line,
@@ -126,6 +126,7 @@ _PLAIN = (
     ("expected <block end>", "this line's indentation does not match the lines above it"),
     ("found unexpected end of stream", "the file ends inside a quoted value; add the closing "
                                        "quote"),
+    ("found unhashable key", "a key must be a plain word, not a list or mapping"),
     ("found undefined alias", "an alias (*name) refers to no anchor (&name)"),
     ("expected a single document", _ONE_DOC),
     ("but found another document", _ONE_DOC),

@@ -63,6 +63,16 @@ def test_yaml_duplicate_key_is_a_problem_at_the_second_line() -> None:
     ]
 
 
+def test_anchors_under_x_keys_can_be_merged_into_steps(tmp_path: Path) -> None:
+    """`x-` keys are ignored, and `<<: *anchor` merges their contents into a step."""
+    seqs, tpls = project(tmp_path, {"a.yaml": (
+        "name: a\nx-common: &common {after: 2 days, email: {template: t.md.j2}}\n"
+        "steps:\n  - <<: *common\n    name: one\n"
+    )})
+    good, problems = validate_paths([seqs], tpls)
+    assert problems == [] and str(good["a"].steps[0].after) == "2 days"
+
+
 # --- the examples ----------------------------------------------------------------------
 
 def test_example_sequences_pass_validation() -> None:
