@@ -30,7 +30,8 @@ _FAILING_ACTIONS = ("failed", "failure", "error", "delayed")
 _DAEMON_LOCAL = re.compile(
     r"^(?:mailer[-_.]?daemon|mail[-_.]?daemon|postmaster|mdaemon|mail[-_.]?delivery"
     r"(?:[-_.]?(?:system|subsystem|service))?|mail[-_.]?administrator|mailadm|bounces?|"
-    r"nobody|.*smtp.*service.*|.*antivirus.*|system administrator|\"system administrator\")$",
+    r"nobody|.*smtp.*service.*|.*antivirus.*|.*(?:gw|gateway)\d*|system administrator|"
+    r"\"system administrator\")$",
     re.IGNORECASE,
 )
 _DAEMON_NAME = re.compile(
@@ -186,11 +187,12 @@ def _nonstandard_reason(mail: InboundMail) -> str | None:
         return "non-standard bounce from mail software (sender and wording)"
     if automated and library:
         return "non-standard bounce from mail software (flufl.bounce found recipients)"
-    if library and (subject_hit or body_hit):
-        return "non-standard bounce (flufl.bounce found recipients, wording agrees)"
+    if library and subject_hit:
+        return "non-standard bounce (flufl.bounce found recipients, subject agrees)"
+    # flufl.bounce also finds addresses in people's replies; their wording alone is weak.
     threaded = bool(mail.in_reply_to or mail.references) or is_reply_subject(mail.subject)
-    if subject_hit and body_hit and not threaded:
-        return "non-standard bounce (subject and wording)"
+    if library and body_hit and not threaded:
+        return "non-standard bounce (flufl.bounce found recipients, wording agrees)"
     return None
 
 

@@ -15,10 +15,11 @@ if TYPE_CHECKING:
 _MAX_WORDS = 40  # "Please take me off your list, thanks. John" is short; a real answer is not
 _ASKS = re.compile(
     r"\bun-?subscribe\b|\bremove me\b|\bremove (?:my (?:e-?mail|address|name)|us)\b|"
-    r"\btake (?:me|us|my (?:e-?mail|address)) off\b|\bopt(?:-| )?out\b|"
-    r"\bstop (?:e-?mailing|emailing|sending|contacting|writing|spamming|messaging)\b|"
+    r"\btake (?:me|us|my (?:e-?mail|address)) off\b|\bopt (?:me|us) out\b|^\W*opt[- ]?out\W*$|"
+    r"\bstop (?:e-?mailing|sending|contacting|writing|spamming|messaging)(?: (?:me|us)\b| "
+    r"(?:these|your|the) (?:e-?mails|mails|messages)\b|\s*[.!]|\s*$)|"
     r"\b(?:do not|don'?t|never) (?:e-?mail|contact|write(?: to)?|message|send) (?:me|us)\b|"
-    r"\bno (?:more|further) (?:e-?mails|emails|messages)\b|\bplease stop\b|"
+    r"\bno (?:more|further) (?:e-?mails|emails|messages)\b|\bplease stop\s*(?:[.!]|$)|"
     # de / fr / es / nl / pt
     r"\babmelden\b|\babbestellen\b|\baustragen\b|\bentfernen sie mich\b|\bkeine (?:weiteren )?"
     r"(?:e-?mails|nachrichten|mails)\b|\bdésabonner\b|\bdésinscri(?:re|vez|ption)\b|"
@@ -28,6 +29,12 @@ _ASKS = re.compile(
     r"\buitschrijven\b|\bafmelden\b|\bverwijder (?:mij|me)\b|\bstop met (?:mailen|e-?mailen)\b|"
     r"\bdescadastr(?:ar|e)\b|\bcancelar (?:a )?inscrição\b|\bme remova\b|\bremover-me\b|"
     r"\bparar de enviar\b|\bnão quero receber\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+# Someone who names another person or address is redirecting us: a rep should read it.
+_REFERRAL = re.compile(
+    r"@|colleague|co-?worker|instead|in charge|responsible for|handles|kollege|collègue|"
+    r"compañero|colega|collega",
     re.IGNORECASE,
 )
 _SUBJECT = re.compile(
@@ -45,7 +52,7 @@ def unsubscribe_reason(mail: InboundMail, new_text: str) -> str | None:
     subject = _PREFIX.sub("", mail.subject)
     if _SUBJECT.match(subject) and len(new_text.split()) <= _MAX_WORDS:
         return f"subject asks to stop ('{subject.strip()}')"
-    if len(new_text.split()) > _MAX_WORDS:
+    if len(new_text.split()) > _MAX_WORDS or _REFERRAL.search(new_text):
         return None
     found = _ASKS.search(new_text)
     return f"short message asks to stop ('{found.group(0)}')" if found else None

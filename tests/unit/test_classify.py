@@ -265,6 +265,39 @@ def test_person_mentioning_being_away_is_a_human_reply() -> None:
     assert found.kind is InboundKind.human_reply
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Please stop by our booth on Tuesday, we can talk there.",
+        "Could you click the link below to confirm the meeting? Thanks!",
+        "Please remove me from this thread - my colleague John (john@lead.example) handles it.",
+        "How do we opt out of the auto-renewal in your standard contract?",
+    ],
+)
+def test_short_human_replies_near_unsubscribe_or_challenge_wording_stay_human(text: str) -> None:
+    """Words close to the automatic and unsubscribe rules do not catch a person's answer."""
+    found = classify_raw(LEAD + THREADED + "Subject: Re: demo", text + "\n")
+    assert found.kind is InboundKind.human_reply
+
+
+def test_outlook_reply_with_auto_response_suppress_stays_human() -> None:
+    """X-Auto-Response-Suppress on a person's Outlook reply that mentions being away."""
+    found = classify_raw(
+        LEAD + THREADED + "X-Auto-Response-Suppress: All\nSubject: RE: demo",
+        "I'm out of the office until Monday; can we do the demo on Tuesday?\n",
+    )
+    assert found.kind is InboundKind.human_reply
+
+
+def test_unthreaded_person_writing_about_a_failed_delivery_is_not_a_bounce() -> None:
+    """Bounce wording from an ordinary sender, with no report and no daemon, is no bounce."""
+    found = classify_raw(
+        LEAD + "Subject: Delivery failure of our order",
+        "Our parcel could not be delivered; the address was unknown to the courier.\n",
+    )
+    assert not found.is_bounce
+
+
 def test_reply_to_a_thread_about_out_of_office_is_human() -> None:
     """A subject that merely contains OOF words after 'Re:' is not an OOF marker."""
     found = classify_raw(
