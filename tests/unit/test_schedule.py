@@ -153,10 +153,17 @@ def test_business_days_keep_local_time_across_dst() -> None:
     assert add_after(start, dur("1 business day"), NY, OFFICE) == utc(2026, 3, 9, 13, 30)
 
 
+def test_a_window_without_days_is_refused_by_the_schema() -> None:
+    """A sequence file cannot declare a send window with no days."""
+    with pytest.raises(ValueError, match="at least one day"):
+        SendWindow(days=[])
+
+
 def test_business_days_with_a_window_without_days_fail_clearly() -> None:
-    """A window with no days has no business days: a ScheduleError says so."""
+    """Defence in depth: a window built without validation still fails with a ScheduleError."""
+    empty = SendWindow.model_construct(days=frozenset(), hours="08:00-18:00", holidays=[])
     with pytest.raises(ScheduleError, match="no days"):
-        add_after(utc(2026, 1, 5, 9), dur("1 business day"), NY, SendWindow(days=[]))
+        add_after(utc(2026, 1, 5, 9), dur("1 business day"), NY, empty)
 
 
 # --- send windows ----------------------------------------------------------------------
@@ -223,7 +230,8 @@ def test_window_wholly_inside_the_gap_is_closed_that_day() -> None:
 def test_window_without_days_fails_clearly() -> None:
     """A window that is never open raises a ScheduleError instead of looping."""
     with pytest.raises(ScheduleError, match="never open"):
-        next_open(utc(2026, 1, 5, 9), NY, SendWindow(days=[]))
+        empty = SendWindow.model_construct(days=frozenset(), hours="08:00-18:00", holidays=[])
+        next_open(utc(2026, 1, 5, 9), NY, empty)
 
 
 def test_naive_datetime_is_refused() -> None:
