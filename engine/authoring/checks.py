@@ -34,18 +34,22 @@ class TemplateChecker:
         problems: list[Problem] = []
         for index, step in enumerate(seq.steps):
             if step.email is not None:
-                variants = step.email.template
-                named = variants.items() if isinstance(variants, dict) else [(None, variants)]
-                if not named:
-                    loc = ("steps", index, "email", "template")
-                    problems.append(doc.problem(loc, "template names no file; write a file "
-                                                     "name, or stage: file lines"))
-                for stage, name in named:
-                    loc = ("steps", index, "email", "template", *([stage] if stage else []))
-                    problems += self._check_email(seq, doc, index, loc, name, stage)
+                problems += self._check_variants(seq, doc, index, step.email.template)
             elif step.task is not None and step.task.note:
                 problems += self._check_note(seq, doc, index, step)
         return list(dict.fromkeys(problems))
+
+    def _check_variants(self, seq: Sequence, doc: Document, index: int,
+                        variants: str | dict[str, str]) -> list[Problem]:
+        """One template, or one per stage (each rendered with the lead at that stage)."""
+        base: Loc = ("steps", index, "email", "template")
+        if isinstance(variants, str):
+            return self._check_email(seq, doc, index, base, variants, None)
+        if not variants:
+            return [doc.problem(base, "template names no file; write a file name, or "
+                                      "stage: file lines")]
+        return [problem for stage, name in variants.items()
+                for problem in self._check_email(seq, doc, index, (*base, stage), name, stage)]
 
     def _check_email(self, seq: Sequence, doc: Document, index: int, loc: Loc, name: str,
                      stage: str | None) -> list[Problem]:

@@ -44,7 +44,8 @@ def explain(exc: ValidationError, doc: Document) -> list[Problem]:
     """Every error of `exc` as a Problem on the line of `doc` it concerns, each once."""
     groups: dict[Loc, list[Located]] = {}
     plain: list[Located] = []
-    for err in exc.errors():
+    for details in exc.errors():
+        err: dict[str, Any] = dict(details)
         base, loc = _clean(tuple(err["loc"]), doc.data)
         if base is None:
             plain.append((loc, err))

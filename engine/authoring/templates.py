@@ -31,8 +31,10 @@ FRONT_MATTER_KEYS = ("subject",)
 _FENCE = re.compile(r"^---[ \t]*$")
 
 
-@dataclass(frozen=True)
+@dataclass
 class RenderedEmail:
+    """One rendered email. Plain (not frozen) so it satisfies services.ports.Rendered."""
+
     subject: str
     text: str
     html: str
@@ -58,7 +60,7 @@ class _Undefined(jinja2.StrictUndefined):
             return self._undefined_hint
         name, obj = self._undefined_name, self._undefined_obj
         if obj is missing or not isinstance(obj, Mapping):
-            return jinja2.StrictUndefined._undefined_message.fget(self)  # type: ignore[attr-defined]
+            return str(jinja2.StrictUndefined._undefined_message.fget(self))  # type: ignore[attr-defined]
         close = _close(str(name), obj)
         if close:
             return f"'{name}' is undefined; did you mean '{close}'?"
