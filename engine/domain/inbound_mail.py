@@ -75,7 +75,6 @@ class InboundMail:
         return self.headers.get(name.lower(), "")
 
 
-
 _REPLY_PREFIX = re.compile(
     r"^\s*(re|aw|sv|vs|antw|antwort|rif|r|réf|ref|res|odp|vá|ynt|回复|答复|返信)\s*(\[\d+\])?\s*:",
     re.IGNORECASE,

@@ -176,7 +176,7 @@ def _interleaved_after(labels: list[Line], i: int) -> bool:
 
 def _cut_index(labels: list[Line]) -> tuple[int, set[int]]:
     """Where the history starts (after the first text), and attribution lines to drop."""
-    seen_text, drop = False, set()
+    seen_text, drop = False, set[int]()
     for i, lab in enumerate(labels):
         if lab is Line.text:
             seen_text = True

@@ -91,7 +91,7 @@ def part_text(part: Message) -> str:
         payload = part.get_payload(decode=True)
     except Exception:  # noqa: BLE001 - broken base64 / quoted-printable
         payload = None
-    if payload is None:
+    if not isinstance(payload, bytes):
         raw = part.get_payload()
         return _unescape(raw) if isinstance(raw, str) else ""
     try:
