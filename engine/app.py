@@ -6,11 +6,146 @@ below this module reads Settings from anywhere else.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from engine.settings import Settings
+
+if TYPE_CHECKING:
+    from engine.authoring.catalog import Catalog
+    from engine.authoring.templates import Renderer
+    from engine.mail.imap_sent import SentFolder
+    from engine.mail.smtp import SmtpSender
+    from engine.services.enroll import Enroller
+    from engine.services.messages import MessageMaker
+    from engine.services.recover import Recovery
+    from engine.services.send_due import SendDue
+    from engine.services.tasks import Tasks
+    from engine.store.store import Store
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class SentCopies:
+    """The SentCopy port over IMAP: one SentFolder per mailbox that names a Sent folder."""
+
+    def __init__(self, settings: Settings) -> None:
+        from engine.mail.imap_sent import SentFolder
+
+        self._folders: dict[str, SentFolder] = {
+            name: SentFolder(m.imap, settings.secret(m.imap.password_env))
+            for name, m in settings.mailboxes.items() if m.imap and m.imap.sent_folder
+        }
+
+    def configured(self, mailbox: str) -> bool:
+        return mailbox in self._folders
+
+    async def append(self, mailbox: str, raw: bytes) -> None:
+        await asyncio.to_thread(self._folders[mailbox].append, raw)
+
+    async def contains(self, mailbox: str, message_id: str) -> bool:
+        return await asyncio.to_thread(self._folders[mailbox].contains, message_id)
 
 
 class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.clock = SystemClock()
+
+    # --- adapters --------------------------------------------------------------------------
+
+    @cached_property
+    def store(self) -> Store:
+        from engine.store.store import Store
+
+        return Store(self.settings.database_url)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        from engine.authoring.catalog import load_catalog
+
+        s = self.settings
+        return load_catalog(s.sequences_dir, s.templates_dir, list(s.mailboxes),
+                            s.default_timezone)
+
+    @cached_property
+    def renderer(self) -> Renderer:
+        from engine.authoring.templates import Renderer
+
+        return Renderer(self.settings.templates_dir)
+
+    @cached_property
+    def sender(self) -> SmtpSender:
+        from engine.mail.smtp import SmtpSender
+
+        return SmtpSender(dict(self.settings.mailboxes), self.settings.secret)
+
+    @cached_property
+    def sent_copy(self) -> SentCopies:
+        return SentCopies(self.settings)
+
+    @cached_property
+    def worker_name(self) -> str:
+        # A fresh suffix per start: a restarted container reuses host and pid.
+        return self.settings.worker_name or (
+            f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}")
+
+    # --- services --------------------------------------------------------------------------
+
+    @cached_property
+    def maker(self) -> MessageMaker:
+        from engine.mail.compose import message_bytes
+        from engine.services.messages import MessageMaker, MessageSettings
+        from engine.services.planning import Planning
+
+        s = self.settings
+        return MessageMaker(
+            self.renderer, message_bytes, Planning(self.catalog.sequences, s.default_timezone),
+            MessageSettings(s.base_url, s.secret_key, s.unsubscribe_mailto, s.postal_address),
+        )
+
+    def send_due(self) -> SendDue:
+        from engine.services.send_due import SendDue, SendSettings
+
+        s = self.settings
+        return SendDue(
+            queue=self.store.queue, mailbox_store=self.store.mailboxes, catalog=self.catalog,
+            sender=self.sender, maker=self.maker, clock=self.clock,
+            mailboxes=dict(s.mailboxes), sent_copy=self.sent_copy,
+            settings=SendSettings(self.worker_name, s.batch_size,
+                                  timedelta(seconds=s.lease_seconds), s.default_timezone),
+        )
+
+    def enroller(self, wake: Callable[[], None] | None = None) -> Enroller:
+        from engine.services.enroll import Enroller
+
+        return Enroller(self.store.leads, self.catalog, self.clock,
+                        self.settings.default_timezone, wake)
+
+    @cached_property
+    def tasks(self) -> Tasks:
+        from engine.services.tasks import Tasks
+
+        return Tasks(self.store.workers, self.catalog, self.clock,
+                     self.settings.default_timezone)
+
+    @cached_property
+    def recovery(self) -> Recovery:
+        from engine.services.recover import Recovery
+
+        return Recovery(self.store.workers, self.catalog, self.clock,
+                        self.settings.default_timezone, self.stale_after, self.sent_copy)
+
+    @property
+    def stale_after(self) -> timedelta:
+        """A worker whose heartbeat is this old is dead: about three missed beats."""
+        return timedelta(seconds=3 * self.settings.heartbeat_seconds)

@@ -90,8 +90,10 @@ class InvalidTransition(NurtureError):
 class SendError(NurtureError):
     """Sending failed."""
 
-    def __init__(self, message: str, code: int | None = None) -> None:
+    def __init__(self, message: str, code: int | None = None,
+                 retry_after: float | None = None) -> None:
         self.code = code
+        self.retry_after = retry_after  # seconds the relay asks us to wait, when it says
         super().__init__(message)
 
 
@@ -125,3 +127,7 @@ class MailboxRejected(TransientSendError):
 
 class InvalidToken(NurtureError):
     """The link is invalid or was tampered with."""
+
+
+class RecipientRejected(PermanentSendError):
+    """The relay refused the recipient address (5xx at RCPT, or 5.1.x): a hard bounce."""

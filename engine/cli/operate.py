@@ -1,7 +1,342 @@
-"""CLI commands (placeholder until its owner fills it)."""
+"""The operator's commands: db upgrade, enroll, import, run, status, leads, lead, tasks,
+touches, send-test."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from engine.app import App
+from engine.cli.common import ConfigOption, load_app
+from engine.errors import ConfigError, InvalidLead, NotFound
+
+SetOption = typer.Option(None, "--set", metavar="KEY=VALUE",
+                         help="A lead field, e.g. --set first_name=Ada --set stage=decision "
+                              "(other keys become custom fields). Repeatable.")
+EMAIL_COLUMNS = ("email", "e-mail", "email_address", "mail")
+
+db_app = typer.Typer(help="The database: `nurture db upgrade` creates or migrates it.",
+                     no_args_is_help=True)
+tasks_app = typer.Typer(help="Manual steps (calls, notes) waiting for a rep.",
+                        invoke_without_command=True)
+touches_app = typer.Typer(help="Touches whose sending is in doubt after a crash.",
+                          invoke_without_command=True)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+    app.add_typer(db_app, name="db")
+    for command in (enroll, import_leads, run, status, leads, lead, send_test):
+        name = {"import_leads": "import", "send_test": "send-test"}.get(command.__name__)
+        app.command(name)(command)
+    app.add_typer(tasks_app, name="tasks")
+    app.add_typer(touches_app, name="touches")
+
+
+def _out() -> Console:
+    return Console(highlight=False)
+
+
+def _app(config: Path | None, schema: bool = True) -> App:
+    app = load_app(config)
+    if schema:
+        app.store.db.check_schema()
+    return app
+
+
+def _when(at: datetime | None, now: datetime | None = None) -> str:
+    if at is None:
+        return "-"
+    now = now or datetime.now(UTC)
+    secs = (at - now).total_seconds()
+    rel = f"in {_span(secs)}" if secs >= 0 else f"{_span(-secs)} ago"
+    return f"{at:%Y-%m-%d %H:%M:%S} UTC ({rel})"
+
+
+def _span(secs: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs / size:.0f}{unit}"
+    return f"{secs:.0f}s"
+
+
+# --- db, enroll, import ---------------------------------------------------------------------
+
+@db_app.command("upgrade")
+def db_upgrade(config: Path = ConfigOption) -> None:
+    """Create the database or bring it to the newest schema (safe to run again)."""
+    app = _app(config, schema=False)
+    app.store.db.upgrade()
+    _out().print(f"database {app.store.db.safe_url} is at schema "
+                 f"{app.store.db.current_revision()}")
+
+
+def enroll(
+    sequence: str = typer.Argument(..., help="The sequence to enroll into."),
+    email: str = typer.Option(..., "--email", help="The lead's email address."),
+    values: list[str] = SetOption,
+    config: Path = ConfigOption,
+) -> None:
+    """Enroll one lead (merged into the lead with that address, if any)."""
+    app = _app(config)
+    outcome = app.enroller().enroll(sequence, email, _pairs(values), source="cli")
+    out = _out()
+    if outcome.status == "already":
+        out.print(f"{outcome.email} is already active in {sequence}: not enrolled twice "
+                  "(lead fields merged)")
+        return
+    out.print(f"enrolled {outcome.email} in {sequence} (enrollment {outcome.enrollment_id}); "
+              f"first touch due {_when(outcome.due_at)}")
+
+
+def _pairs(values: list[str] | None) -> dict[str, str]:
+    pairs = {}
+    for item in values or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise typer.BadParameter(f"'{item}' is not KEY=VALUE (e.g. first_name=Ada)",
+                                     param_hint="--set")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def import_leads(
+    sequence: str = typer.Argument(..., help="The sequence to enroll into."),
+    path: Path = typer.Argument(..., metavar="LEADS.csv",
+                                help="CSV with a header row and an email column; other "
+                                     "columns become lead fields."),
+    rejects: Path = typer.Option(None, "--rejects", help="Write rejected rows to this CSV."),
+    config: Path = ConfigOption,
+) -> None:
+    """Enroll every lead of a CSV file; rejected rows are listed with their reason."""
+    app = _app(config)
+    app.catalog.get(sequence)
+    rows, total = _csv_rows(path)
+    out = _out()
+    with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True)) as bar:
+        task = bar.add_task("import", total=total)
+        report = app.enroller().enroll_rows(
+            sequence, rows, source=f"csv:{path.name}",
+            progress=lambda n: bar.advance(task, n))
+    out.print(f"{report.enrolled} enrolled, {report.already} already active (merged), "
+              f"{report.duplicates} duplicate rows merged, {len(report.rejected)} rejected")
+    if report.rejected:
+        table = Table("line", "email", "reason", title="rejected rows")
+        for r in report.rejected[:50]:
+            table.add_row(str(r.row), r.email, r.reason)
+        out.print(table)
+        if len(report.rejected) > 50:
+            out.print(f"... and {len(report.rejected) - 50} more (use --rejects FILE)")
+    if rejects and report.rejected:
+        with rejects.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["line", "email", "reason"])
+            w.writerows((r.row, r.email, r.reason) for r in report.rejected)
+
+
+def _csv_rows(path: Path) -> tuple[Any, int]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            total = max(sum(1 for _ in f) - 1, 0)
+            f.seek(0)
+            header = next(csv.reader(f), [])
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    names = [h.strip().lower().replace(" ", "_") for h in header]
+    email_col = next((n for n in names if n in EMAIL_COLUMNS), None)
+    if email_col is None:
+        raise InvalidLead(f"{path}: line 1: no email column (columns: {', '.join(header)}); "
+                          "name one column 'email'")
+
+    def rows() -> Any:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            next(reader)
+            for values in reader:
+                data = dict(zip(names, (v.strip() for v in values), strict=False))
+                data["email"] = data.pop(email_col, "")
+                yield reader.line_num, data
+    return rows(), total
+
+
+# --- the daemon ---------------------------------------------------------------------------
+
+def run(
+    once: bool = typer.Option(False, "--once", help="One pass: send what is due now, then "
+                                                    "exit (for cron-style hosting)."),
+    config: Path = ConfigOption,
+) -> None:
+    """Run the engine: send due touches (and whatever else the daemon hosts) until stopped."""
+    from engine.daemon.logs import configure
+    from engine.daemon.runner import Daemon
+
+    app = _app(config)
+    configure(app.settings.log_format)
+
+    async def main() -> None:
+        daemon = Daemon(app)
+        if once:
+            totals = await daemon.run_once()
+            _out().print(", ".join(f"{k} {v}" for k, v in sorted(totals.items()))
+                         or "nothing was due")
+        else:
+            await daemon.run()
+    asyncio.run(main())
+
+
+def send_test(
+    sequence: str = typer.Argument(..., help="The sequence."),
+    step: str = typer.Argument(..., help="The step's name."),
+    to: str = typer.Option(..., "--to", help="Where to send the test message."),
+    config: Path = ConfigOption,
+) -> None:
+    """Send one step, rendered for the sample lead, to an address; records nothing."""
+    from engine.services.send_test import send_test as send
+
+    app = _app(config, schema=False)
+
+    async def main() -> str:
+        try:
+            return await send(app.catalog, app.maker, app.sender, app.clock,
+                              dict(app.settings.mailboxes), sequence, step, to)
+        finally:
+            await app.sender.close()
+    _out().print(f"sent {sequence}/{step} to {to} (Message-ID {asyncio.run(main())})")
+
+
+# --- reports --------------------------------------------------------------------------------
+
+def status(config: Path = ConfigOption) -> None:
+    """Backlog, oldest due touch, in-doubt touches, paused mailboxes and workers."""
+    app = _app(config)
+    now = app.clock.now()
+    st = app.store.reports.status(now)
+    out = _out()
+    oldest = _span((now - st.oldest_due_at).total_seconds()) if st.oldest_due_at else "-"
+    out.print(f"due now: {st.due_now} (oldest waiting {oldest}); next due: "
+              f"{_when(st.next_due_at, now)}; waiting to retry: {st.waiting_retry}")
+    out.print("enrollments: " + _counts(st.enrollments))
+    out.print("touches: " + _counts(st.touches) + f"; suppressed addresses: {st.suppressed}")
+    if st.in_doubt:
+        out.print(f"[yellow]{st.in_doubt} touch(es) in doubt[/yellow]: "
+                  "see `nurture touches --in-doubt`")
+    for name, (until, reason) in app.store.mailboxes.paused(now).items():
+        out.print(f"[yellow]mailbox {name} paused[/yellow] until {_when(until, now)}: {reason}")
+    table = Table("worker", "pid", "started", "last heartbeat", title="workers")
+    for w in app.store.workers.workers():
+        table.add_row(w.name, str(w.pid), _when(w.started_at, now), _when(w.heartbeat_at, now))
+    out.print(table if table.row_count else "workers: none running")
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+
+
+def leads(
+    sequence: str = typer.Option(None, "--sequence", help="Only this sequence."),
+    state: str = typer.Option(None, "--state", help="Only enrollments in this state "
+                                                    "(active, paused, finished, stopped, "
+                                                    "handed_off)."),
+    limit: int = typer.Option(50, "--limit", help="At most this many rows, newest first."),
+    config: Path = ConfigOption,
+) -> None:
+    """Enrollments, newest first: lead, sequence, state, touches so far, next due."""
+    app = _app(config)
+    table = Table("email", "name", "sequence", "state", "touches", "next due")
+    now = app.clock.now()
+    for r in app.store.reports.enrollments(limit, sequence, state):
+        name = " ".join(p for p in (r["first_name"], r["last_name"]) if p)
+        st = r["state"] + (f" ({r['stop_reason']})" if r["stop_reason"] else "")
+        table.add_row(r["email"], name, r["sequence"], st, str(r["touch_number"]),
+                      _when(r["next_due_at"], now))
+    _out().print(table if table.row_count else "no enrollments")
+
+
+def lead(email: str = typer.Argument(..., help="The lead's address."),
+         config: Path = ConfigOption) -> None:
+    """A lead's data, enrollments and timeline (every touch and event)."""
+    app = _app(config)
+    rep = app.store.reports.lead(email)
+    if rep is None:
+        raise NotFound(f"no lead with address {email}")
+    out, ld = _out(), rep.lead
+    out.print(f"[bold]{ld.email}[/bold] {ld.name} {ld.company} stage={ld.stage or '-'} "
+              f"timezone={ld.timezone or '-'} owner={ld.owner or '-'} source={ld.source}")
+    if ld.fields:
+        out.print("fields: " + ", ".join(f"{k}={v}" for k, v in ld.fields.items()))
+    if rep.suppressed:
+        out.print(f"[red]suppressed[/red] ({rep.suppressed})")
+    for e in rep.enrollments:
+        out.print(f"enrollment {e['id']}: {e['sequence']} {e['state']} "
+                  f"{e['stop_reason']} step {e['step_index']}, next due "
+                  f"{_when(e['next_due_at'])}")
+    table = Table("when", "what", "details", title="timeline")
+    for entry in rep.timeline:
+        details = ", ".join(f"{k}={v}" for k, v in entry.data.items() if v not in ("", None))
+        table.add_row(f"{entry.at:%Y-%m-%d %H:%M:%S}", entry.kind, details)
+    out.print(table)
+
+
+# --- tasks and in-doubt touches ---------------------------------------------------------------
+
+@tasks_app.callback()
+def tasks(ctx: typer.Context, config: Path = ConfigOption) -> None:
+    """List open tasks (or `nurture tasks done ID`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    app = _app(config)
+    table = Table("id", "lead", "sequence", "step", "kind", "note")
+    for t in app.store.reports.open_tasks():
+        table.add_row(str(t.id), t.email, t.sequence, t.step, t.task_kind, t.body_text)
+    _out().print(table if table.row_count else "no open tasks")
+
+
+@tasks_app.command("done")
+def tasks_done(task_id: int = typer.Argument(..., metavar="ID"),
+               by: str = typer.Option("", "--by", help="Who did it (a rep's name)."),
+               config: Path = ConfigOption) -> None:
+    """Mark a task done; the lead's sequence carries on from now."""
+    app = _app(config)
+    app.tasks.complete(task_id, by)
+    _out().print(f"task {task_id} done; the sequence continues")
+
+
+@touches_app.callback()
+def touches(ctx: typer.Context,
+            in_doubt: bool = typer.Option(True, "--in-doubt", help="Touches in doubt (the "
+                                          "default and only listing)."),
+            config: Path = ConfigOption) -> None:
+    """List touches in doubt after a crash; resolve with `resend ID` or `mark-sent ID`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    app = _app(config)
+    table = Table("id", "lead", "sequence", "step", "Message-ID", "mailbox", "attempts")
+    for t in app.store.reports.in_doubt():
+        table.add_row(str(t.id), t.email, t.sequence, t.step, t.message_id, t.mailbox,
+                      str(t.attempts))
+    _out().print(table if table.row_count else "no touches in doubt")
+
+
+@touches_app.command("resend")
+def touches_resend(touch_id: int = typer.Argument(..., metavar="ID"),
+                   config: Path = ConfigOption) -> None:
+    """Send an in-doubt touch again (same Message-ID): you checked it did not arrive."""
+    _app(config).recovery.resend(touch_id, "cli")
+    _out().print(f"touch {touch_id} will be sent again on the next pass")
+
+
+@touches_app.command("mark-sent")
+def touches_mark_sent(touch_id: int = typer.Argument(..., metavar="ID"),
+                      config: Path = ConfigOption) -> None:
+    """Record an in-doubt touch as sent (you found it in the mailbox); the sequence goes on."""
+    _app(config).recovery.mark_sent(touch_id, "cli")
+    _out().print(f"touch {touch_id} marked sent")

@@ -61,6 +61,12 @@ def message_ids_in(header_value: str) -> list[str]:
     return _ANGLE_ID.findall(header_value or "")
 
 
+def reply_subject(previous: str) -> str:
+    """`Re: ` once, however many times the thread was answered."""
+    stripped = re.sub(r"^\s*((re|aw|sv)\s*:\s*)+", "", previous, flags=re.IGNORECASE)
+    return f"Re: {stripped}"
+
+
 def _b36(n: int) -> str:
     if n < 0:
         raise ValueError("ids are not negative")

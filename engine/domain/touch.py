@@ -6,7 +6,8 @@ records). The state machine they drive is drawn in docs/send-state-machine.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -177,6 +178,7 @@ class Retry:
     at: datetime
     code: int | None
     error: str
+    counts: bool = True  # False when the mailbox, not the message, was refused (a pause)
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,27 @@ class TouchRecord:
 
     claim: Claim
     lead: LeadRecord
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """Everything that goes into one message."""
+
+    from_addr: str
+    to_addr: str
+    subject: str
+    text: str
+    message_id: str
+    date: datetime
+    html: str = ""
+    from_name: str = ""
+    to_name: str = ""
+    reply_to: str = ""
+    in_reply_to: str = ""
+    references: str = ""
+    unsubscribe_url: str = ""
+    unsubscribe_mailto: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)  # e.g. X-Nurture-Touch
 
 
 def backoff(attempts: int) -> timedelta:

@@ -213,7 +213,7 @@ class QueueStore:
         if e.state == EnrollmentState.paused.value:
             until = e.paused_until or now + timedelta(hours=1)
             set_touch(conn, t, state=TouchState.claimed.value, retry_at=until, claimed_by="",
-                       lease_until=None)
+                      lease_until=None)
             return f"enrollment paused until {until.isoformat()}"
         reason = ""
         if e.state != EnrollmentState.active.value:
@@ -226,7 +226,7 @@ class QueueStore:
             stop(conn, e.id, t.lead_id, "replied", now, reason)
         if reason:
             set_touch(conn, t, state=TouchState.skipped.value, error=reason, lease_until=None,
-                       raw=b"")
+                      raw=b"")
             events.log(conn, "touch_skipped", now, t.lead_id, t.enrollment_id, touch_id=t.id,
                        step=t.step_name, reason=reason)
         return reason
@@ -236,29 +236,29 @@ class QueueStore:
     ) -> None:
         if isinstance(decision, SendEmail):
             set_touch(conn, t, state=TouchState.sending.value, attempts=t.attempts + 1,
-                       raw=decision.raw, subject=decision.subject, body_text=decision.text,
-                       in_reply_to=decision.in_reply_to, references=decision.references,
-                       lease_until=now + lease, retry_at=None)
+                      raw=decision.raw, subject=decision.subject, body_text=decision.text,
+                      in_reply_to=decision.in_reply_to, references=decision.references,
+                      lease_until=now + lease, retry_at=None)
         elif isinstance(decision, Skip):
             set_touch(conn, t, state=TouchState.skipped.value, error=decision.reason,
-                       lease_until=None, raw=b"")
+                      lease_until=None, raw=b"")
             events.log(conn, "touch_skipped", now, t.lead_id, t.enrollment_id, touch_id=t.id,
                        step=t.step_name, reason=decision.reason)
             advance_in(conn, t, decision.advance, now, counted=False)
         elif isinstance(decision, OpenTask):
             set_touch(conn, t, state=TouchState.open.value, body_text=decision.note,
-                       lease_until=None)
+                      lease_until=None)
             events.log(conn, "task_opened", now, t.lead_id, t.enrollment_id, touch_id=t.id,
                        step=t.step_name, kind=t.task_kind)
         elif isinstance(decision, Fail):
             set_touch(conn, t, state=TouchState.failed.value, error=decision.reason,
-                       lease_until=None, raw=b"")
+                      lease_until=None, raw=b"")
             events.log(conn, "touch_failed", now, t.lead_id, t.enrollment_id, touch_id=t.id,
                        step=t.step_name, error=decision.reason)
             stop(conn, t.enrollment_id, t.lead_id, "touch_failed", now, decision.reason)
         elif isinstance(decision, Defer):
             set_touch(conn, t, state=TouchState.claimed.value, retry_at=decision.until,
-                       claimed_by="", lease_until=None)
+                      claimed_by="", lease_until=None)
 
     def finish(self, claim: Claim, outcome: Outcome, advance: Advance | None,
                now: datetime) -> bool:

@@ -6,6 +6,7 @@ from engine.store.db import Database
 from engine.store.leads import LeadStore
 from engine.store.mailboxes import MailboxStore
 from engine.store.queue import QueueStore
+from engine.store.reports import ReportStore
 from engine.store.workers import WorkerStore
 
 
@@ -16,6 +17,7 @@ class Store:
         self.queue = QueueStore(self.db)
         self.workers = WorkerStore(self.db)
         self.mailboxes = MailboxStore(self.db)
+        self.reports = ReportStore(self.db)
 
     def close(self) -> None:
         self.db.dispose()

@@ -27,14 +27,15 @@ def record_outcome(
     base = {"touch_id": t.id, "step": t.step_name, "message_id": t.message_id}
     if isinstance(outcome, Delivered):
         set_touch(conn, t, state=TouchState.sent.value, sent_at=outcome.at,
-                   smtp_code=outcome.code, smtp_response=outcome.response[:500],
-                   lease_until=None, raw=b"", error="")
+                  smtp_code=outcome.code, smtp_response=outcome.response[:500],
+                  lease_until=None, raw=b"", error="")
         events.log(conn, "touch_sent", now, t.lead_id, t.enrollment_id, **base,
                    mailbox=t.mailbox, smtp=f"{outcome.code} {outcome.response}"[:200])
         advance_in(conn, t, advance or Advance(None), now, counted=True)
     elif isinstance(outcome, Retry):
         set_touch(conn, t, state=TouchState.claimed.value, retry_at=outcome.at, claimed_by="",
-                   smtp_code=outcome.code, error=outcome.error[:500], lease_until=None)
+                 smtp_code=outcome.code, error=outcome.error[:500], lease_until=None,
+                 attempts=t.attempts if outcome.counts else t.attempts - 1)
         events.log(conn, "touch_retry", now, t.lead_id, t.enrollment_id, **base,
                    attempts=t.attempts, retry_at=outcome.at, error=outcome.error[:200])
     else:
@@ -45,14 +46,14 @@ def _record_failure(
     conn: Connection, t: Any, outcome: Failed, now: datetime, base: dict[str, Any]
 ) -> None:
     set_touch(conn, t, state=TouchState.failed.value, smtp_code=outcome.code,
-               error=outcome.error[:500], lease_until=None, raw=b"")
+              error=outcome.error[:500], lease_until=None, raw=b"")
     events.log(conn, "touch_failed", now, t.lead_id, t.enrollment_id, **base,
                code=outcome.code, error=outcome.error[:200], bounce=outcome.bounce)
     email = conn.execute(select(L.c.email).where(L.c.id == t.lead_id)).scalar_one()
     if outcome.bounce:
         suppress_in(conn, email, "hard_bounce", f"smtp {outcome.code}", now)
     stop(conn, t.enrollment_id, t.lead_id, "bounced" if outcome.bounce else "send_failed",
-          now, outcome.error[:200])
+         now, outcome.error[:200])
 
 
 def advance_in(conn: Connection, t: Any, advance: Advance, now: datetime, counted: bool) -> None:
@@ -105,7 +106,7 @@ def _enroll_follow_on(conn: Connection, lead_id: int, sequence: str, nxt: Any,
 
 
 def stop(conn: Connection, enrollment_id: int, lead_id: int, reason: str, now: datetime,
-          detail: str = "") -> None:
+         detail: str = "") -> None:
     n = conn.execute(update(E).where(E.c.id == enrollment_id, E.c.state.in_(LIVE)).values(
         state=EnrollmentState.stopped.value, stop_reason=reason, next_due_at=None,
         updated_at=now)).rowcount

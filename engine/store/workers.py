@@ -131,11 +131,11 @@ def _settle(conn: Any, t: Any, how: str, now: datetime, advance: Advance | None,
     elif how == "resend":
         set_touch(conn, t, state=TouchState.claimed.value, retry_at=now, claimed_by="",
                   lease_until=None)
-        events.log(conn, "touch_record", now, t.lead_id, t.enrollment_id, **base,
+        events.log(conn, "touch_in_doubt", now, t.lead_id, t.enrollment_id, **base,
                    action="resend", by=by)
     elif how == "hold":
         set_touch(conn, t, state=TouchState.unknown.value, lease_until=None)
-        events.log(conn, "touch_record", now, t.lead_id, t.enrollment_id, **base,
+        events.log(conn, "touch_in_doubt", now, t.lead_id, t.enrollment_id, **base,
                    action="hold")
     elif how == "done":
         set_touch(conn, t, state=TouchState.done.value, completed_by=by, sent_at=now)

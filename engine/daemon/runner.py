@@ -1,0 +1,125 @@
+"""The daemon: a set of named asyncio tasks under one monitor, and `run --once`.
+
+Tasks here: `dispatcher` (send due touches), `heartbeat` (heartbeat + reaper) and, on
+PostgreSQL, `listen` (NOTIFY wake-ups). Others add theirs (`http`, `watch:<mailbox>`) with
+`Daemon.add` before `run`. If any task dies the daemon stops loudly (exit 1); SIGTERM or
+SIGINT stops it gracefully: no new claims, the SMTP transactions in flight finish and are
+recorded, untouched claims are handed back, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import structlog
+
+from engine.app import App
+from engine.daemon.dispatcher import Dispatcher
+from engine.daemon.heartbeat import Heartbeat
+from engine.errors import ConfigError, NurtureError
+
+log = structlog.get_logger("nurture.daemon")
+TaskFactory = Callable[[asyncio.Event], Awaitable[None]]
+
+
+class TaskDied(NurtureError):
+    """A daemon task stopped unexpectedly."""
+
+
+class Daemon:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        s = app.settings
+        self.stop = asyncio.Event()
+        self.dispatcher = Dispatcher(app.send_due(), app.clock,
+                                     idle_poll=1.0 if app.store.db.is_sqlite else 5.0)
+        self.heartbeat = Heartbeat(app.store.workers, app.recovery, app.clock,
+                                   app.worker_name, s.heartbeat_seconds,
+                                   timedelta(seconds=s.lease_seconds))
+        self._tasks: dict[str, TaskFactory] = {
+            "dispatcher": self.dispatcher.run,
+            "heartbeat": self.heartbeat.run,
+        }
+        if app.store.db.is_postgres:
+            from engine.daemon.wake import listen
+
+            url = app.store.db.url
+            self._tasks["listen"] = lambda stop: listen(url, self.dispatcher.wake, stop)
+
+    @property
+    def wake(self) -> Callable[[], None]:
+        """Hand this to an Enroller so a new lead's first touch goes out at once."""
+        return self.dispatcher.wake
+
+    def add(self, name: str, factory: TaskFactory) -> None:
+        """Run `factory(stop)` as a named task; it must return soon after `stop` is set."""
+        if name in self._tasks:
+            raise ValueError(f"a daemon task named {name!r} exists already")
+        self._tasks[name] = factory
+
+    async def run(self) -> None:
+        preflight(self.app)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        await self.heartbeat.register()
+        log.info("daemon_started", worker=self.app.worker_name, tasks=sorted(self._tasks))
+        try:
+            await self._monitor()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self._shutdown()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("daemon_stopping", signal=sig.name)
+        self.stop.set()
+
+    async def _monitor(self) -> None:
+        tasks = {asyncio.create_task(f(self.stop), name=n): n for n, f in self._tasks.items()}
+        stopper = asyncio.create_task(self.stop.wait(), name="stop")
+        done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        self.stop.set()
+        died = [t for t in done if t in tasks]
+        await asyncio.gather(*tasks, return_exceptions=True)  # each finishes its work in flight
+        stopper.cancel()
+        for task in died:
+            exc = task.exception()
+            log.error("task_died", task=tasks[task], error=repr(exc))
+            raise TaskDied(f"daemon task '{tasks[task]}' stopped: {exc!r}") from exc
+
+    async def _shutdown(self) -> None:
+        await self.heartbeat.unregister()
+        await self.app.sender.close()
+        log.info("daemon_stopped", worker=self.app.worker_name, **dict(self.dispatcher.totals))
+
+    async def run_once(self) -> Counter[str]:
+        """One pass for cron-style hosting: recover, send what is due now, hand back, return."""
+        preflight(self.app)
+        await self.heartbeat.register()
+        try:
+            await self.heartbeat.beat_and_reap()
+            return await self.dispatcher.run_once()
+        finally:
+            await self._shutdown()
+
+
+def preflight(app: App) -> None:
+    """Refuse to start with a setting that would fail on the first send."""
+    app.store.db.check_schema()
+    if not app.settings.secret_key:
+        raise ConfigError(
+            "NURTURE_SECRET_KEY is not set: it signs the unsubscribe link in every email. "
+            "Set it to a long random value, e.g. `python -c 'import secrets; "
+            "print(secrets.token_hex(32))'`, the same on every worker"
+        )
+    for problem in app.catalog.problems:
+        log.error("sequence_problem", problem=str(problem))
+    missing = {s.mailbox for s in app.catalog.sequences.values()} - set(app.settings.mailboxes)
+    for name in sorted(missing):
+        log.error("mailbox_not_configured", mailbox=name,
+                  hint="its sequences are not sent until nurture.yaml configures it")

@@ -1,0 +1,192 @@
+"""Sending over SMTP with aiosmtplib: a small pool of reused connections per mailbox, and the
+one place where SMTP replies become errors.
+
+4xx, timeouts and dropped connections -> TransientSendError (retry with backoff).
+Quota and rate replies (5.7.233, 5.4.5, 4.7.x "rate"/"limit") -> MailboxQuotaExhausted.
+Refusals of our own mailbox (authentication, MAIL FROM, relaying denied) -> MailboxRejected.
+5xx for the recipient (at RCPT, or 5.1.x) -> RecipientRejected (a hard bounce).
+Other 5xx (the message was refused) -> PermanentSendError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiosmtplib
+import structlog
+
+from engine.errors import (
+    MailboxQuotaExhausted,
+    MailboxRejected,
+    PermanentSendError,
+    RecipientRejected,
+    SendError,
+    TransientSendError,
+)
+from engine.settings import MailboxConfig, SmtpConfig
+
+log = structlog.get_logger(__name__)
+
+NOOP_AFTER = 30.0  # seconds idle before a pooled connection is checked with NOOP
+_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_RATE_WORDS = re.compile(r"rate|limit|quota|too many|throttl", re.IGNORECASE)
+DAILY_QUOTA_PAUSE = 3600.0
+RATE_PAUSE = 60.0
+REJECTED_PAUSE = 900.0
+
+
+@dataclass(frozen=True)
+class SmtpReply:
+    code: int
+    text: str
+
+
+def enhanced_status(text: str) -> str:
+    """The RFC 3463 status in a reply (`5.1.1`), or ''."""
+    m = _ENHANCED.search(text or "")
+    return ".".join(m.groups()) if m else ""
+
+
+def classify(exc: BaseException) -> SendError:
+    """The SendError an aiosmtplib (or socket) failure means for the touch and the mailbox."""
+    if isinstance(exc, SendError):
+        return exc
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        exc = exc.recipients[0]
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return _from_reply(exc)
+    if isinstance(exc, (OSError, asyncio.TimeoutError, aiosmtplib.SMTPException)):
+        return TransientSendError(f"connection problem: {type(exc).__name__}: {exc}")
+    return TransientSendError(f"unexpected {type(exc).__name__}: {exc}")
+
+
+def _from_reply(exc: aiosmtplib.SMTPResponseException) -> SendError:
+    code, text = exc.code, str(exc.message)
+    said = f"{code} {text}".strip()
+    status = enhanced_status(text)
+    if status == "5.7.233" or status == "5.4.5":
+        return MailboxQuotaExhausted(f"sending quota used up: {said}", code, DAILY_QUOTA_PAUSE)
+    if 400 <= code < 500 and (status.startswith("4.7.") or code in (421, 454)) \
+            and _RATE_WORDS.search(text):
+        return MailboxQuotaExhausted(f"rate limited: {said}", code, RATE_PAUSE)
+    if 400 <= code < 500 or code < 200:
+        return TransientSendError(said, code)
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return MailboxRejected(f"authentication failed: {said}", code, REJECTED_PAUSE)
+    if isinstance(exc, (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPHeloError,
+                        aiosmtplib.SMTPConnectResponseError)) or "relay" in text.lower():
+        return MailboxRejected(f"the relay refuses this mailbox: {said}", code, REJECTED_PAUSE)
+    if status.startswith("5.1.") or (
+        isinstance(exc, aiosmtplib.SMTPRecipientRefused) and not status.startswith("5.7.")
+    ):
+        return RecipientRejected(said, code)
+    return PermanentSendError(said, code)
+
+
+@dataclass
+class _Conn:
+    client: aiosmtplib.SMTP
+    sent: int = 0
+    idle_since: float = 0.0
+
+
+class SmtpPool:
+    """Up to `connections` open SMTP sessions to one mailbox's relay, reused and recycled."""
+
+    def __init__(self, mailbox: str, cfg: SmtpConfig, password: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.mailbox, self.cfg, self._password, self._clock = mailbox, cfg, password, clock
+        self._slots = asyncio.Semaphore(max(cfg.connections, 1))
+        self._idle: list[_Conn] = []
+
+    async def send(self, sender: str, recipient: str, raw: bytes) -> SmtpReply:
+        """One SMTP transaction; raises a classified SendError. Not cancelled midway by us."""
+        async with self._slots:
+            conn = await self._checkout()
+            try:
+                _, response = await conn.client.sendmail(sender, [recipient], raw)
+            except Exception as exc:
+                await _close(conn, quit_first=False)
+                raise classify(exc) from exc
+            conn.sent += 1
+            await self._checkin(conn)
+            return SmtpReply(250, response)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await _close(conn, quit_first=True)
+
+    async def _checkout(self) -> _Conn:
+        while self._idle:
+            conn = self._idle.pop()
+            if await self._usable(conn):
+                return conn
+        return await self._connect()
+
+    async def _usable(self, conn: _Conn) -> bool:
+        if not conn.client.is_connected:
+            return False
+        if self._clock() - conn.idle_since < NOOP_AFTER:
+            return True
+        try:  # the relay may have dropped an idle session: find out before MAIL FROM
+            await conn.client.noop()
+            return True
+        except Exception:  # noqa: BLE001 - any failure means: open a fresh one
+            await _close(conn, quit_first=False)
+            return False
+
+    async def _connect(self) -> _Conn:
+        cfg = self.cfg
+        client = aiosmtplib.SMTP(
+            hostname=cfg.host, port=cfg.port, timeout=cfg.timeout,
+            username=cfg.username or None, password=self._password or None,
+            use_tls=cfg.tls == "tls", start_tls=cfg.tls == "starttls",
+        )
+        try:
+            await client.connect()
+        except Exception as exc:
+            raise classify(exc) from exc
+        log.debug("smtp_connected", mailbox=self.mailbox, host=cfg.host, port=cfg.port)
+        return _Conn(client)
+
+    async def _checkin(self, conn: _Conn) -> None:
+        if conn.sent >= self.cfg.messages_per_connection:
+            await _close(conn, quit_first=True)  # relays advise ~100 messages a session
+            return
+        conn.idle_since = self._clock()
+        self._idle.append(conn)
+
+
+async def _close(conn: _Conn, quit_first: bool) -> None:
+    try:
+        if quit_first and conn.client.is_connected:
+            await conn.client.quit()
+    except Exception:  # noqa: BLE001 - closing anyway
+        pass
+    conn.client.close()
+
+
+class SmtpSender:
+    """The Sender port: one pool per configured mailbox, made on first use."""
+
+    def __init__(self, mailboxes: dict[str, MailboxConfig],
+                 secret: Callable[[str], str]) -> None:
+        self._mailboxes, self._secret = mailboxes, secret
+        self._pools: dict[str, SmtpPool] = {}
+
+    async def send(self, mailbox: str, sender: str, recipient: str, raw: bytes) -> SmtpReply:
+        pool = self._pools.get(mailbox)
+        if pool is None:
+            cfg = self._mailboxes[mailbox].smtp
+            pool = self._pools[mailbox] = SmtpPool(mailbox, cfg, self._secret(cfg.password_env))
+        return await pool.send(sender, recipient, raw)
+
+    async def close(self) -> None:
+        for pool in self._pools.values():
+            await pool.close()
+        self._pools.clear()

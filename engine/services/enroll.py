@@ -1,0 +1,133 @@
+"""Enrolling leads into a sequence: one (CLI, HTTP) or many (CSV import), idempotently.
+
+An address is validated (syntax only, no DNS), lower-cased and merged into the lead it names;
+a lead already live in the sequence is not enrolled twice; a suppressed address is refused.
+The first touch is due at progress.first_due, and the dispatcher is woken at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+from engine.domain.lead import EnrollOutcome, LeadInput, LeadRecord, split_fields
+from engine.domain.progress import Next
+from engine.domain.sequence import check_timezone
+from engine.errors import InvalidLead, Suppressed
+from engine.services.planning import Planning
+from engine.services.ports import Catalog, Clock, LeadStore
+
+BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Rejected:
+    row: int
+    email: str
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    enrolled: int = 0
+    already: int = 0  # live in the sequence already: merged, not enrolled twice
+    duplicates: int = 0  # the same address on several rows: merged into one
+    rejected: list[Rejected] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set, repr=False)
+
+    @property
+    def total(self) -> int:
+        return self.enrolled + self.already + self.duplicates + len(self.rejected)
+
+
+def parse_lead(email: str, values: Mapping[str, Any], row: int | None = None) -> LeadInput:
+    """A validated LeadInput, or InvalidLead saying what is wrong and how to fix it."""
+    address = normalise_email(email)
+    columns, custom = split_fields(values)
+    if "timezone" in columns:
+        try:
+            check_timezone(columns["timezone"])
+        except ValueError as exc:
+            raise InvalidLead(f"timezone: {exc}") from None
+    return LeadInput(address, columns, custom, row)
+
+
+def normalise_email(email: str) -> str:
+    text = (email or "").strip()
+    if not text:
+        raise InvalidLead("no email address given")
+    try:
+        valid = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidLead(f"'{text}' is not a valid email address: {exc}") from None
+    return valid.normalized.lower()
+
+
+class Enroller:
+    def __init__(self, leads: LeadStore, catalog: Catalog, clock: Clock,
+                 default_timezone: str, wake: Callable[[], None] | None = None) -> None:
+        self.leads, self.catalog, self.clock, self.wake = leads, catalog, clock, wake
+        self.plan = Planning(catalog.sequences, default_timezone)
+
+    def enroll(self, sequence: str, email: str, values: Mapping[str, Any] | None = None,
+               source: str = "cli") -> EnrollOutcome:
+        """Enroll one lead; `status` is `enrolled` or `already`. Suppressed -> Suppressed."""
+        lead = parse_lead(email, values or {})
+        outcome = self._enroll([lead], sequence, source)[0]
+        if outcome.status == "suppressed":
+            raise Suppressed(outcome.email, outcome.reason)
+        return outcome
+
+    def enroll_rows(
+        self, sequence: str, rows: Iterable[tuple[int, Mapping[str, Any]]], source: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImportReport:
+        """Enroll rows of (line number, values with an `email` key) in batches."""
+        self.catalog.get(sequence)  # an unknown sequence fails before any row is read
+        report, batch = ImportReport(), []
+        for number, values in rows:
+            try:
+                batch.append(parse_lead(str(values.get("email") or ""), values, number))
+            except InvalidLead as exc:
+                report.rejected.append(Rejected(number, str(values.get("email") or ""),
+                                                exc.message))
+            if len(batch) >= BATCH:
+                self._tally(report, self._enroll(batch, sequence, source), progress)
+                batch = []
+        if batch:
+            self._tally(report, self._enroll(batch, sequence, source), progress)
+        return report
+
+    def _enroll(self, inputs: list[LeadInput], sequence: str,
+                source: str) -> list[EnrollOutcome]:
+        seq = self.catalog.get(sequence)
+        now = self.clock.now()
+
+        def plan(lead: LeadRecord) -> Next | None:
+            return self.plan.first(seq, lead, now)
+
+        outcomes = self.leads.enroll(inputs, seq.name, plan, now, source)
+        if self.wake is not None and any(o.status == "enrolled" for o in outcomes):
+            self.wake()
+        return outcomes
+
+    @staticmethod
+    def _tally(report: ImportReport, outcomes: list[EnrollOutcome],
+               progress: Callable[[int], None] | None) -> None:
+        for o in outcomes:
+            if o.email in report.seen:
+                report.duplicates += 1
+                continue
+            report.seen.add(o.email)
+            if o.status == "enrolled":
+                report.enrolled += 1
+            elif o.status == "already":
+                report.already += 1
+            else:
+                report.rejected.append(Rejected(o.row or 0, o.email,
+                                                f"suppressed ({o.reason})"))
+        if progress is not None:
+            progress(len(outcomes))

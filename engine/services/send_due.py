@@ -1,0 +1,279 @@
+"""Sending due touches: claim, re-check, render, send over SMTP, record (one pass at a time).
+
+Per touch: one transaction re-checks the enrollment under lock and moves the touch to
+`sending` with its bytes stored (begin_send); then the SMTP transaction; then one
+transaction records the outcome and advances the enrollment (finish). A touch is never handed
+to SMTP unless the database said `sending` first. See docs/send-state-machine.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+
+import structlog
+
+from engine.domain.correlation import domain_of, mint_message_id
+from engine.domain.sequence import Sequence
+from engine.domain.touch import (
+    MAX_ATTEMPTS,
+    Claim,
+    Decision,
+    Defer,
+    Delivered,
+    DueEnrollment,
+    Failed,
+    Outcome,
+    Retry,
+    SendContext,
+    SendEmail,
+    TouchPlan,
+    backoff,
+)
+from engine.errors import (
+    MailboxError,
+    MailboxQuotaExhausted,
+    MailboxRejected,
+    RecipientRejected,
+    SendError,
+    TransientSendError,
+)
+from engine.services.messages import MessageMaker
+from engine.services.planning import Planning
+from engine.services.ports import Catalog, Clock, MailboxStore, QueueStore, Sender, SentCopy
+from engine.settings import MailboxConfig
+
+log = structlog.get_logger("nurture.send")
+FINISH_TRIES = 5  # a delivered touch must be recorded: retry the commit before giving up
+
+
+@dataclass(frozen=True)
+class SendSettings:
+    worker: str
+    batch_size: int = 100
+    lease: timedelta = timedelta(seconds=60)
+    default_timezone: str = "UTC"
+
+
+@dataclass
+class PassReport:
+    """What one pass did; `more` means a batch was full (more may be due right now)."""
+
+    claimed: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    more: bool = False
+    wake_at: datetime | None = None
+
+    def tally(self, what: str) -> None:
+        self.counts[what] += 1
+
+
+class SendDue:
+    def __init__(
+        self, *, queue: QueueStore, mailbox_store: MailboxStore, catalog: Catalog,
+        sender: Sender, maker: MessageMaker, clock: Clock,
+        mailboxes: Mapping[str, MailboxConfig], settings: SendSettings,
+        sent_copy: SentCopy | None = None,
+    ) -> None:
+        self.queue, self.mstore, self.catalog = queue, mailbox_store, catalog
+        self.sender, self.maker, self.clock = sender, maker, clock
+        self.mailboxes, self.settings, self.sent_copy = mailboxes, settings, sent_copy
+        self.plan = Planning(catalog.sequences, settings.default_timezone)
+        self.stopping = False
+        self._paused: dict[str, datetime] = {}
+
+    # --- one pass ------------------------------------------------------------------------
+
+    async def run_pass(self) -> PassReport:
+        """Claim and process what is due now, mailbox by mailbox, within limits and pauses."""
+        report = PassReport()
+        now = self.clock.now()
+        paused = await asyncio.to_thread(self.mstore.paused, now)
+        self._paused = {name: until for name, (until, _) in paused.items()}
+        wakes: list[datetime] = list(self._paused.values())
+        eligible: list[str] = []
+        work = []
+        for name, seqs in self._sequences_by_mailbox().items():
+            if name in self._paused or self.stopping:
+                continue
+            claims, wake = await self._claim(name, seqs, now, report)
+            if wake is not None:
+                wakes.append(wake)
+            else:
+                eligible += seqs
+            work.append(self._run_claims(name, claims, report))
+        await asyncio.gather(*work)
+        nxt = await asyncio.to_thread(self.queue.next_wakeup, eligible)
+        report.wake_at = min([w for w in [nxt, *wakes] if w is not None], default=None)
+        return report
+
+    def _sequences_by_mailbox(self) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = defaultdict(list)
+        for seq in self.catalog.sequences.values():
+            if seq.mailbox in self.mailboxes:
+                groups[seq.mailbox].append(seq.name)
+        return groups
+
+    async def _claim(self, name: str, seqs: list[str], now: datetime,
+                     report: PassReport) -> tuple[list[Claim], datetime | None]:
+        """Claims within the mailbox's limits; a wake time when a limit holds it back."""
+        cfg = self.mailboxes[name]
+        minute, day = await asyncio.to_thread(self.mstore.sent_counts, name, now)
+        room = min(cfg.per_minute_limit - minute, cfg.daily_limit - day)
+        if room <= 0:
+            wait = timedelta(minutes=1) if cfg.daily_limit > day else timedelta(minutes=15)
+            log.info("mailbox_limit_reached", mailbox=name, last_minute=minute, last_day=day)
+            return [], now + wait
+        limit = min(self.settings.batch_size, room)
+        w, lease = self.settings.worker, self.settings.lease
+        claims = await asyncio.to_thread(self.queue.claim_retries, w, seqs, now, limit, lease)
+        claims += await asyncio.to_thread(self.queue.claim_due, w, seqs, now,
+                                          limit - len(claims), lease, self._planner(name))
+        report.claimed += len(claims)
+        if len(claims) >= limit:
+            if limit == self.settings.batch_size:
+                report.more = True
+            else:  # held back by the per-minute limit: look again when a slot frees
+                return claims, now + timedelta(seconds=60 / max(cfg.per_minute_limit, 1))
+        return claims, None
+
+    def _planner(self, mailbox: str):  # noqa: ANN202 - a Planner for QueueStore.claim_due
+        domain = domain_of(self.mailboxes[mailbox].address)
+
+        def plan(due: DueEnrollment) -> TouchPlan | None:
+            seq = self.catalog.sequences[due.sequence]
+            if due.step_index >= len(seq.steps):
+                return None
+            step = seq.steps[due.step_index]
+            return TouchPlan(
+                step.name, step.channel, step.task.kind.value if step.task else "", mailbox,
+                mint_message_id(domain, due.id, due.step_index, due.occurrence),
+            )
+        return plan
+
+    async def _run_claims(self, mailbox: str, claims: list[Claim], report: PassReport) -> None:
+        # At most `connections` touches of a mailbox are `sending` at once: a crash leaves
+        # no more than that many in doubt.
+        slots = asyncio.Semaphore(max(self.mailboxes[mailbox].smtp.connections, 1))
+        await asyncio.gather(*(self._guarded(claim, slots, report) for claim in claims))
+
+    async def _guarded(self, claim: Claim, slots: asyncio.Semaphore, report: PassReport) -> None:
+        async with slots:
+            if self.stopping:
+                return  # released to other workers on shutdown, Message-ID kept
+            await self.process(claim, report)
+
+    # --- one touch -----------------------------------------------------------------------
+
+    async def process(self, claim: Claim, report: PassReport) -> None:
+        seq = self.catalog.sequences.get(claim.sequence)
+        now = self.clock.now()
+        begun = await asyncio.to_thread(
+            self.queue.begin_send, claim, self.settings.worker, now, self.settings.lease,
+            partial(self._decide, seq, now),
+        )
+        if begun.decision is None or begun.context is None:
+            report.tally("blocked")
+            log.info("touch_blocked", **_ids(claim), reason=begun.blocked)
+            return
+        decision = begun.decision
+        if not isinstance(decision, SendEmail):
+            report.tally(type(decision).__name__.lower())
+            log.info(f"touch_{type(decision).__name__.lower()}", **_ids(claim),
+                     **_why(decision))
+            return
+        outcome = await self._smtp(claim, decision)
+        advance = None
+        if isinstance(outcome, Delivered) and seq is not None:
+            advance = self.plan.advance(seq, begun.context.lead, claim.step_index,
+                                        claim.occurrence, outcome.at)
+        recorded = await self._finish(claim, outcome, advance)
+        self._log_outcome(claim, outcome, recorded, report)
+        if recorded and isinstance(outcome, Delivered):
+            await self._copy_to_sent(claim, decision.raw)
+
+    def _decide(self, seq: Sequence | None, now: datetime, ctx: SendContext) -> Decision:
+        """Inside the begin-send transaction: what to do with this touch (no I/O here)."""
+        claim = ctx.claim
+        until = self._paused.get(claim.mailbox)
+        if until is not None and until > now:
+            return Defer(until, f"mailbox {claim.mailbox} paused")
+        mbox = self.mailboxes.get(claim.mailbox)
+        if seq is None or mbox is None:
+            return Defer(now + timedelta(minutes=15), "sequence or mailbox not loaded")
+        return self.maker.decide(seq, mbox, ctx, now)
+
+    async def _smtp(self, claim: Claim, mail: SendEmail) -> Outcome:
+        try:
+            reply = await self.sender.send(claim.mailbox, mail.sender, mail.recipient, mail.raw)
+        except SendError as exc:
+            return await self._failure(claim, exc)
+        return Delivered(reply.code, reply.text, self.clock.now())
+
+    async def _failure(self, claim: Claim, exc: SendError) -> Outcome:
+        now, attempts = self.clock.now(), claim.attempts + 1
+        said = exc.message
+        if isinstance(exc, (MailboxQuotaExhausted, MailboxRejected)):
+            until = now + timedelta(seconds=exc.retry_after or 60)
+            self._paused[claim.mailbox] = until
+            await asyncio.to_thread(self.mstore.pause, claim.mailbox, until, said[:200])
+            log.warning("mailbox_paused", mailbox=claim.mailbox, until=until.isoformat(),
+                        reason=said)
+            return Retry(until, exc.code, said, counts=False)
+        if isinstance(exc, TransientSendError):
+            if attempts >= MAX_ATTEMPTS:
+                return Failed(exc.code, f"gave up after {attempts} attempts: {said}", False)
+            return Retry(now + backoff(attempts), exc.code, said)
+        return Failed(exc.code, said, bounce=isinstance(exc, RecipientRejected))
+
+    async def _finish(self, claim: Claim, outcome: Outcome, advance: object) -> bool:
+        for attempt in range(FINISH_TRIES):
+            try:
+                return await asyncio.to_thread(self.queue.finish, claim, outcome, advance,
+                                               self.clock.now())
+            except Exception:
+                if attempt == FINISH_TRIES - 1:
+                    raise  # the touch stays `sending`: in doubt after restart, never lost
+                log.warning("touch_finish_retry", **_ids(claim), exc_info=True)
+                await asyncio.sleep(0.2 * 2**attempt)
+        return False
+
+    async def _copy_to_sent(self, claim: Claim, raw: bytes) -> None:
+        if self.sent_copy is None or not self.sent_copy.configured(claim.mailbox):
+            return
+        try:
+            await self.sent_copy.append(claim.mailbox, raw)
+        except MailboxError as exc:
+            log.warning("sent_copy_failed", **_ids(claim), error=exc.message)
+
+    def _log_outcome(self, claim: Claim, outcome: Outcome, recorded: bool,
+                     report: PassReport) -> None:
+        if not recorded:
+            report.tally("lost")
+            log.error("touch_claim_lost", **_ids(claim), outcome=type(outcome).__name__)
+        elif isinstance(outcome, Delivered):
+            report.tally("sent")
+            log.info("touch_sent", **_ids(claim), smtp=f"{outcome.code} {outcome.response}")
+        elif isinstance(outcome, Retry):
+            report.tally("retry")
+            log.warning("touch_retry", **_ids(claim), retry_at=outcome.at.isoformat(),
+                        error=outcome.error)
+        else:
+            report.tally("failed")
+            log.warning("touch_failed", **_ids(claim), code=outcome.code, error=outcome.error,
+                        bounce=outcome.bounce)
+
+
+def _ids(claim: Claim) -> dict[str, object]:
+    return {"touch_id": claim.touch_id, "lead_id": claim.lead_id,
+            "enrollment_id": claim.enrollment_id, "sequence": claim.sequence,
+            "step": claim.step_index, "message_id": claim.message_id}
+
+
+def _why(decision: Decision) -> dict[str, object]:
+    reason = getattr(decision, "reason", "")
+    return {"reason": reason} if reason else {}
