@@ -10,6 +10,8 @@ lint:
 	ruff check engine tests bench
 
 test:
+	ruff check engine tests
+	lint-imports
 	$(PY) -m pytest -q
 
 test-fast:
