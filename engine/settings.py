@@ -120,7 +120,8 @@ class Settings(BaseSettings):
             if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
                 data["database_url"] = f"sqlite:///{base / url.removeprefix('sqlite:///')}"
         # Environment wins over the file; explicit overrides win over both.
-        env_keys = {k.lower().removeprefix("nurture_") for k in os.environ if k.startswith("NURTURE_")}
+        env_keys = {k.lower().removeprefix("nurture_") for k in os.environ
+                    if k.startswith("NURTURE_")}
         for key in env_keys & set(data):
             data.pop(key)
         data.update(overrides)
