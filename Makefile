@@ -1,15 +1,19 @@
-# install / lint / test / bench / demo — one place for the commands a developer runs.
+# install / lint / test / bench / demo: the commands a developer runs.
 PY ?= python3
 
-.PHONY: install lint test test-fast bench demo
+.PHONY: deps install lint test test-fast bench demo
+
+deps:
+	@PY=$(PY) bash scripts/install-deps.sh
 
 install:
 	$(PY) -m pip install -e ".[test]"
 
 lint:
 	ruff check engine tests bench
+	lint-imports
 
-test:
+test: deps
 	ruff check engine tests
 	lint-imports
 	$(PY) -m pytest -q
@@ -17,8 +21,8 @@ test:
 test-fast:
 	$(PY) -m pytest -q tests/unit
 
-bench:
+bench: deps
 	$(PY) bench/run_all.py
 
-demo:
-	$(PY) -m engine.demo
+demo: deps
+	nurture demo
