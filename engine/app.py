@@ -23,10 +23,12 @@ if TYPE_CHECKING:
     from engine.mail.imap_sent import SentFolder
     from engine.mail.smtp import SmtpSender
     from engine.services.enroll import Enroller
+    from engine.services.lead_changes import LeadChanges
     from engine.services.messages import MessageMaker
     from engine.services.recover import Recovery
     from engine.services.send_due import SendDue
     from engine.services.tasks import Tasks
+    from engine.services.unsubscribe import Unsubscriber
     from engine.store.store import Store
 
 
@@ -149,3 +151,17 @@ class App:
     def stale_after(self) -> timedelta:
         """A worker whose heartbeat is this old is dead: about three missed beats."""
         return timedelta(seconds=3 * self.settings.heartbeat_seconds)
+
+    # --- web (engine/web) ----------------------------------------------------------------
+
+    @cached_property
+    def unsubscriber(self) -> Unsubscriber:
+        from engine.services.unsubscribe import Unsubscriber
+
+        return Unsubscriber(self.store.leads, self.clock, self.settings.secret_key)
+
+    @cached_property
+    def lead_changes(self) -> LeadChanges:
+        from engine.services.lead_changes import LeadChanges
+
+        return LeadChanges(self.store.leads, self.clock)

@@ -93,8 +93,27 @@ class LeadStore:
         with self.db.write() as conn:
             return suppress_in(conn, email, reason, source, now)
 
+    # --- changes from outside (services/lead_changes.py) --------------------------------
 
-def suppress_in(conn: Connection, email: str, reason: str, source: str, now: datetime) -> bool:
+    def set_stage(self, lead_id: int, stage: str, now: datetime) -> None:
+        with self.db.write() as conn:
+            old = conn.execute(select(L.c.stage).where(L.c.id == lead_id)).scalar()
+            conn.execute(update(L).where(L.c.id == lead_id).values(stage=stage, updated_at=now))
+            events.log(conn, "stage_changed", now, lead_id, old=old or "", new=stage)
+
+    def stop(self, lead_id: int, sequence: str | None, reason: str, now: datetime) -> int:
+        """Stop the lead's live enrollments (of one sequence, or all); how many."""
+        with self.db.write() as conn:
+            q = select(E.c.id).where(E.c.lead_id == lead_id, E.c.state.in_(LIVE))
+            if sequence:
+                q = q.where(E.c.sequence == sequence)
+            ids = list(conn.execute(q).scalars())
+            _stop_ids(conn, lead_id, ids, reason, now)
+        return len(ids)
+
+
+def suppress_in(conn: Connection, email: str, reason: str, source: str, now: datetime,
+                stop_reason: str | None = None) -> bool:
     email = email.strip().lower()
     if conn.execute(select(S.c.email).where(S.c.email == email)).first():
         return False
@@ -102,7 +121,7 @@ def suppress_in(conn: Connection, email: str, reason: str, source: str, now: dat
     lead_id = conn.execute(select(L.c.id).where(L.c.email == email)).scalar_one_or_none()
     if lead_id is not None:
         events.log(conn, "suppressed", now, lead_id, reason=reason, source=source)
-        stop_live(conn, lead_id, reason, now)
+        stop_live(conn, lead_id, stop_reason or reason, now)
     return True
 
 
@@ -111,6 +130,11 @@ def stop_live(conn: Connection, lead_id: int, reason: str, now: datetime) -> Non
     ids = conn.execute(
         select(E.c.id).where(E.c.lead_id == lead_id, E.c.state.in_(LIVE))
     ).scalars().all()
+    _stop_ids(conn, lead_id, list(ids), reason, now)
+
+
+def _stop_ids(conn: Connection, lead_id: int, ids: list[int], reason: str,
+              now: datetime) -> None:
     if not ids:
         return
     conn.execute(update(E).where(E.c.id.in_(ids)).values(

@@ -7,6 +7,7 @@ from engine.store.leads import LeadStore
 from engine.store.mailboxes import MailboxStore
 from engine.store.queue import QueueStore
 from engine.store.reports import ReportStore
+from engine.store.stats import StatsStore
 from engine.store.workers import WorkerStore
 
 
@@ -18,6 +19,7 @@ class Store:
         self.workers = WorkerStore(self.db)
         self.mailboxes = MailboxStore(self.db)
         self.reports = ReportStore(self.db)
+        self.stats = StatsStore(self.db)
 
     def close(self) -> None:
         self.db.dispose()
