@@ -249,7 +249,7 @@ class QueueStore:
             set_touch(conn, t, state=TouchState.open.value, body_text=decision.note,
                       lease_until=None)
             events.log(conn, "task_opened", now, t.lead_id, t.enrollment_id, touch_id=t.id,
-                       step=t.step_name, kind=t.task_kind)
+                       step=t.step_name, task_kind=t.task_kind)
         elif isinstance(decision, Fail):
             set_touch(conn, t, state=TouchState.failed.value, error=decision.reason,
                       lease_until=None, raw=b"")

@@ -51,7 +51,7 @@ def _record_failure(
                code=outcome.code, error=outcome.error[:200], bounce=outcome.bounce)
     email = conn.execute(select(L.c.email).where(L.c.id == t.lead_id)).scalar_one()
     if outcome.bounce:
-        suppress_in(conn, email, "hard_bounce", f"smtp {outcome.code}", now)
+        suppress_in(conn, email, "hard_bounce", f"smtp {outcome.code}", now, "bounced")
     stop(conn, t.enrollment_id, t.lead_id, "bounced" if outcome.bounce else "send_failed",
          now, outcome.error[:200])
 

@@ -1,0 +1,143 @@
+"""Composing a touch's message: parts, headers, threading, unsubscribe, injection guard; and the
+identifiers stamped on it (Message-ID, unsubscribe token)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+
+import pytest
+
+from engine.domain.correlation import (
+    mint_message_id,
+    parse_message_id,
+    references_after,
+    reply_subject,
+)
+from engine.domain.touch import Outbound
+from engine.domain.unsubscribe_token import make_token, read_token
+from engine.errors import ConfigError, HeaderInjection, InvalidToken
+from engine.mail.compose import message_bytes
+
+AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def outbound(**over: object) -> Outbound:
+    base: dict[str, object] = dict(
+        from_addr="sales@acme.test", from_name="Sam Rivera", to_addr="ada@example.com",
+        to_name="Ada Lovelace", subject="Your demo", text="Hi Ada,\n\nHello.",
+        html="<p>Hi Ada,</p><p>Hello.</p>", message_id="<nurture.1.0.0.ab@acme.test>",
+        date=AT, unsubscribe_url="https://n.test/u/TOKEN", unsubscribe_mailto="u@acme.test",
+        headers={"X-Nurture-Touch": "7"})
+    base.update(over)
+    return Outbound(**base)  # type: ignore[arg-type]
+
+
+def parse(raw: bytes):  # noqa: ANN201 - an EmailMessage
+    return message_from_bytes(raw, policy=policy.default)
+
+
+def test_text_and_html_are_alternatives() -> None:
+    """multipart/alternative with a text/plain then a text/html part."""
+    msg = parse(message_bytes(outbound()))
+    assert msg.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert "Hello." in msg.get_body(("plain",)).get_content()
+
+
+def test_the_envelope_headers_name_sender_recipient_and_our_message_id() -> None:
+    """From and To carry display names; Date and our Message-ID are set."""
+    msg = parse(message_bytes(outbound()))
+    assert msg["From"] == "Sam Rivera <sales@acme.test>"
+    assert msg["To"] == "Ada Lovelace <ada@example.com>"
+    assert msg["Message-ID"] == "<nurture.1.0.0.ab@acme.test>"
+    assert msg["Date"] == "Mon, 02 Mar 2026 09:00:00 +0000"
+    assert msg["X-Nurture-Touch"] == "7"
+
+
+def test_list_unsubscribe_is_one_line_with_one_click_post() -> None:
+    """RFC 8058: https link and mailto on one unfolded line, plus List-Unsubscribe-Post."""
+    raw = message_bytes(outbound(unsubscribe_url="https://n.test/u/" + "T" * 120))
+    line = next(x for x in raw.split(b"\r\n") if x.startswith(b"List-Unsubscribe:"))
+    assert line == (b"List-Unsubscribe: <https://n.test/u/" + b"T" * 120
+                    + b">, <mailto:u@acme.test?subject=unsubscribe>")
+    assert parse(raw)["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_lines_end_in_crlf() -> None:
+    """SMTP wants CRLF; no bare LF anywhere."""
+    raw = message_bytes(outbound())
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
+
+
+def test_threading_headers_for_a_follow_up() -> None:
+    """In-Reply-To names the previous message; References the whole chain."""
+    refs = references_after("<a@acme.test>", "<b@acme.test>")
+    msg = parse(message_bytes(outbound(in_reply_to="<b@acme.test>", references=refs)))
+    assert msg["In-Reply-To"] == "<b@acme.test>"
+    assert msg["References"] == "<a@acme.test> <b@acme.test>"
+
+
+def test_reply_subject_has_one_re() -> None:
+    """`Re: ` once, whatever the previous subject already had."""
+    assert reply_subject("Your demo") == "Re: Your demo"
+    assert reply_subject("RE: re:  Your demo") == "Re: Your demo"
+
+
+def test_non_ascii_names_and_subjects_are_encoded() -> None:
+    """A name or subject outside ASCII survives the round trip."""
+    msg = parse(message_bytes(outbound(to_name="Zoë Ångström", subject="Café — demo")))
+    assert msg["To"] == "Zoë Ångström <ada@example.com>"
+    assert msg["Subject"] == "Café — demo"
+
+
+@pytest.mark.parametrize("subject", [
+    "Hello\r\nBcc: eve@evil.test", "Hello\nBcc: eve@evil.test", "Hello\x00", "a\u2028b",
+    "a\u2029b", "=?UTF-8?Q?Hello=0ABcc:_eve@evil.test?=",
+])
+def test_control_characters_in_the_subject_are_refused(subject: str) -> None:
+    """Line breaks (also encoded or Unicode ones) never reach a header."""
+    with pytest.raises(HeaderInjection, match="Subject"):
+        message_bytes(outbound(subject=subject))
+
+
+def test_a_line_break_in_a_lead_name_is_refused() -> None:
+    """Lead data is untrusted: a name with CRLF cannot add a Bcc."""
+    with pytest.raises(HeaderInjection, match="To"):
+        message_bytes(outbound(to_name="Eve\r\nBcc: eve@evil.test"))
+
+
+def test_a_broken_address_is_refused() -> None:
+    """An address without a domain is an error naming the header."""
+    with pytest.raises(HeaderInjection, match="To"):
+        message_bytes(outbound(to_addr="not-an-address"))
+
+
+def test_message_ids_are_unique_and_name_their_touch() -> None:
+    """Minted IDs differ each time and parse back to (enrollment, step, occurrence)."""
+    a = mint_message_id("acme.test", 12345, 2, 1)
+    assert a != mint_message_id("acme.test", 12345, 2, 1)
+    assert a.endswith("@acme.test>")
+    key = parse_message_id(a)
+    assert key is not None and (key.enrollment_id, key.step_index, key.occurrence) == (12345, 2, 1)
+    assert parse_message_id("<CAF=abc@mail.gmail.com>") is None
+
+
+def test_unsubscribe_tokens_round_trip_and_refuse_tampering() -> None:
+    """A token names its lead and sequence; a changed byte or key is refused."""
+    token = make_token("k1", 42, "demo-request")
+    claim = read_token("k1", token)
+    assert (claim.lead_id, claim.sequence) == (42, "demo-request")
+    with pytest.raises(InvalidToken):
+        read_token("k2", token)
+    with pytest.raises(InvalidToken):
+        read_token("k1", make_token("k1", 43, "demo-request").split(".")[0] + "."
+                   + token.split(".")[1])
+    with pytest.raises(InvalidToken):
+        read_token("k1", "garbage")
+
+
+def test_no_secret_key_is_a_config_error() -> None:
+    """Signing without NURTURE_SECRET_KEY says how to set it."""
+    with pytest.raises(ConfigError, match="NURTURE_SECRET_KEY"):
+        make_token("", 1, "s")
