@@ -16,6 +16,7 @@ from engine.authoring.catalog import Catalog
 from engine.authoring.templates import Renderer
 from engine.domain.sequence import Sequence
 from engine.mail.compose import message_bytes
+from engine.mail.smtp import SmtpSender
 from engine.services.enroll import Enroller
 from engine.services.messages import MessageMaker, MessageSettings
 from engine.services.planning import Planning
@@ -78,16 +79,26 @@ class Env:
         totals: Counter[str] = Counter()
 
         async def go() -> None:
-            while True:
-                report = await self.send.run_pass()
-                totals.update(report.counts)
-                if report.claimed == 0:
-                    return
+            try:
+                while True:
+                    report = await self.send.run_pass()
+                    totals.update(report.counts)
+                    if report.claimed == 0:
+                        return
+            finally:
+                close = getattr(self.sender, "close", None)
+                if close is not None:  # SMTP pools belong to this event loop
+                    await close()
         asyncio.run(go())
         return totals
 
     def touches(self) -> list[Any]:
         return self.store.reports.touches()
+
+
+def smtp_sender(port: int, **smtp: Any) -> SmtpSender:
+    """The real sender, to a sink on 127.0.0.1:port."""
+    return SmtpSender({"sales": mailbox(port, **smtp)}, lambda _name: "")
 
 
 def make_env(tmp_path: Path, sequences: list[Sequence] | None = None, *,

@@ -148,6 +148,7 @@ class SmtpSink:
     def __init__(self, faults: Faults | None = None, record: Path | None = None) -> None:
         self.handler = _Handler(faults or Faults(), record)
         self.port = 0
+        self.sessions = 0  # SMTP connections accepted, to check connection reuse
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.base_events.Server | None = None
@@ -168,10 +169,12 @@ class SmtpSink:
         return self
 
     async def _serve(self) -> int:
-        self._server = await self._loop.create_server(
-            lambda: SMTP(self.handler, hostname="sink.test", ident="nurture test sink"),
-            host="127.0.0.1", port=0)
+        self._server = await self._loop.create_server(self._session, host="127.0.0.1", port=0)
         return int(self._server.sockets[0].getsockname()[1])
+
+    def _session(self) -> SMTP:
+        self.sessions += 1
+        return SMTP(self.handler, hostname="sink.test", ident="nurture test sink")
 
     def stop(self) -> None:
         async def close() -> None:
