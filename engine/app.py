@@ -23,8 +23,11 @@ if TYPE_CHECKING:
     from engine.mail.imap_sent import SentFolder
     from engine.mail.smtp import SmtpSender
     from engine.services.enroll import Enroller
+    from engine.services.handle_inbound import HandleInbound, HandoffEvent
+    from engine.services.handoff import Handoffs
     from engine.services.lead_changes import LeadChanges
     from engine.services.messages import MessageMaker
+    from engine.services.notify import Notifier
     from engine.services.recover import Recovery
     from engine.services.send_due import SendDue
     from engine.services.tasks import Tasks
@@ -165,3 +168,38 @@ class App:
         from engine.services.lead_changes import LeadChanges
 
         return LeadChanges(self.store.leads, self.clock)
+
+    # --- replies and handoffs (services/handle_inbound, notify, handoff) ------------------
+
+    def handle_inbound(
+        self, on_handoff: Callable[[HandoffEvent], None] | None = None,
+    ) -> HandleInbound:
+        """The watchers' consumer; `on_handoff` is told (after commit) to notify the rep."""
+        from engine.mail.parse import parse_inbound
+        from engine.services.handle_inbound import HandleInbound, InboundSettings
+
+        s = self.settings
+        own = {m.address.lower() for m in s.mailboxes.values()}
+        own |= {r.email.lower() for r in s.reps if r.email}
+        return HandleInbound(
+            self.store.inbound, self.catalog, self.clock, parse_inbound,
+            InboundSettings(s.default_timezone, tuple(r.name for r in s.reps), frozenset(own)),
+            on_handoff,
+        )
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        from engine.mail.compose import message_bytes
+        from engine.services.notify import Notifier, NotifySettings
+
+        s = self.settings
+        return Notifier(self.store.handoffs, self.sender, message_bytes, self.clock,
+                        NotifySettings(s.base_url, dict(s.mailboxes),
+                                       {r.name: r for r in s.reps}, s.notify_webhook))
+
+    def handoffs(self, wake: Callable[[], None] | None = None) -> Handoffs:
+        from engine.services.handoff import Handoffs
+
+        s = self.settings
+        return Handoffs(self.store.handoffs, self.catalog, self.clock, s.default_timezone,
+                        tuple(r.name for r in s.reps), wake)

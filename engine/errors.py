@@ -131,3 +131,7 @@ class InvalidToken(NurtureError):
 
 class RecipientRejected(PermanentSendError):
     """The relay refused the recipient address (5xx at RCPT, or 5.1.x): a hard bounce."""
+
+
+class ConcurrentUpdate(NurtureError):
+    """Another process changed the same records at the same moment; try again."""

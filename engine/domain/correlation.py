@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 PREFIX = "nurture"
@@ -77,3 +78,56 @@ def _b36(n: int) -> str:
         out = digits[r] + out
         if n == 0:
             return out
+
+
+# --- matching inbound mail to a lead (the order is the contract) ---------------------------
+
+@dataclass(frozen=True)
+class MatchKey:
+    """One thing to look up, in order: a Message-ID (against our touches) or an address."""
+
+    by: str  # in-reply-to | references | returned-message | sender | failed-recipient
+    message_id: str = ""
+    address: str = ""
+
+
+def match_keys(
+    in_reply_to: str | None, references: Sequence[str], returned_ids: Sequence[str],
+    sender: str, failed_recipients: Sequence[str], is_bounce: bool,
+) -> list[MatchKey]:
+    """What to try, best evidence first: our Message-IDs, then addresses.
+
+    In-Reply-To names the message answered; References are tried newest first (the last one
+    is the direct parent, RFC 5322 3.6.4). A bounce's returned message names our touch too.
+    Addresses come last because people reply from other addresses and aliases: a bounce is
+    matched by the address that failed (its sender is a mailer daemon), anything else by
+    its sender.
+    """
+    keys: list[MatchKey] = []
+    if in_reply_to:
+        keys.append(MatchKey("in-reply-to", message_id=in_reply_to.strip()))
+    keys += [MatchKey("references", message_id=m.strip()) for m in reversed(references)]
+    keys += [MatchKey("returned-message", message_id=m.strip()) for m in returned_ids]
+    if is_bounce:
+        keys += [MatchKey("failed-recipient", address=a.strip().lower())
+                 for a in failed_recipients]
+    elif sender:
+        keys.append(MatchKey("sender", address=sender.strip().lower()))
+    return _unique(keys)
+
+
+def _unique(keys: list[MatchKey]) -> list[MatchKey]:
+    """Each id or address once, at its first (strongest) place."""
+    seen: set[str] = set()
+    out = []
+    for k in keys:
+        value = k.message_id or k.address
+        if value and value not in seen:
+            seen.add(value)
+            out.append(k)
+    return out
+
+
+def is_ours(message_id: str) -> bool:
+    """Was this Message-ID minted by nurture (a touch)?"""
+    return parse_message_id(message_id) is not None

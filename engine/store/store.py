@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from engine.store.db import Database
+from engine.store.handoffs import HandoffStore
+from engine.store.inbound import CursorTable, InboundStore
 from engine.store.leads import LeadStore
 from engine.store.mailboxes import MailboxStore
 from engine.store.queue import QueueStore
@@ -20,6 +22,9 @@ class Store:
         self.mailboxes = MailboxStore(self.db)
         self.reports = ReportStore(self.db)
         self.stats = StatsStore(self.db)
+        self.inbound = InboundStore(self.db)  # the reply watcher's transaction
+        self.handoffs = HandoffStore(self.db)
+        self.cursors = CursorTable(self.db)  # where each mailbox watcher resumes
 
     def close(self) -> None:
         self.db.dispose()
