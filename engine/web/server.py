@@ -1,0 +1,65 @@
+"""The web application: the JSON API, unsubscribe links, rep and marketer pages, health and
+metrics, built by `create_app(app, runtime)` for the daemon's HTTP task and for tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from engine import __version__
+from engine.app import App
+from engine.web import api, errors, marketer, metrics, pages, unsubscribe
+from engine.web.auth import Sessions, SignInRequired, login_url
+from engine.web.state import Runtime
+
+# Our pages load nothing from elsewhere; Swagger UI at /docs does (its CDN), so it is exempt.
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'none'; "
+       "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+
+
+def create_app(app: App, runtime: Runtime | None = None) -> FastAPI:
+    web = FastAPI(
+        title="nurture", version=__version__,
+        description="Enroll leads, change their stage, stop them; unsubscribe links; the rep "
+                    "and marketer pages; health and metrics. API calls need "
+                    "`Authorization: Bearer <NURTURE_API_TOKEN>`.",
+        docs_url="/docs", redoc_url=None,
+    )
+    rt = runtime or Runtime()
+    web.state.nurture = app
+    web.state.runtime = rt
+    web.state.sessions = Sessions(app.settings)
+    web.state.metrics = metrics.registry(app, rt)
+    for router in (api.router, unsubscribe.router, pages.router, marketer.router,
+                   metrics.router):
+        web.include_router(router)
+    web.mount("/static", StaticFiles(packages=[("engine.web", "static")]), name="static")
+    errors.install(web)
+    web.add_exception_handler(SignInRequired, _to_login)
+    web.middleware("http")(_security_headers)
+
+    @web.get("/", include_in_schema=False)
+    async def home() -> Response:
+        return RedirectResponse("/reps/", status_code=303)
+
+    return web
+
+
+async def _to_login(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SignInRequired)
+    return RedirectResponse(login_url(exc.next_path), status_code=303)
+
+
+async def _security_headers(request: Request,
+                            call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    response = await call_next(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if not request.url.path.startswith(("/docs", "/openapi.json")):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
