@@ -143,6 +143,14 @@ class HandoffStore:
                 .scalar(),
             )
 
+    def raw_messages(self, inbound_ids: Sequence[int]) -> dict[int, bytes]:
+        """The stored bytes of inbound messages (the rep page shows a reply in full)."""
+        if not inbound_ids:
+            return {}
+        with self.db.read() as conn:
+            return {r.id: bytes(r.raw or b"") for r in conn.execute(
+                select(IB.c.id, IB.c.raw).where(IB.c.id.in_(list(inbound_ids))))}
+
     # --- moves ---------------------------------------------------------------------------------
 
     def move(self, handoff_id: int, expect: Sequence[str], now: datetime, event: str,
