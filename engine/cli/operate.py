@@ -57,7 +57,7 @@ def _when(at: datetime | None, now: datetime | None = None) -> str:
         return "-"
     now = now or datetime.now(UTC)
     secs = (at - now).total_seconds()
-    rel = f"in {_span(secs)}" if secs >= 0 else f"{_span(-secs)} ago"
+    rel = "now" if abs(secs) < 1 else f"in {_span(secs)}" if secs > 0 else f"{_span(-secs)} ago"
     return f"{at:%Y-%m-%d %H:%M:%S} UTC ({rel})"
 
 

@@ -59,6 +59,15 @@ def test_the_migrations_build_exactly_the_tables(store: Store) -> None:
     store.db.upgrade()  # a second upgrade is a no-op
 
 
+def test_the_schema_head_constant_matches_the_migrations() -> None:
+    """Database.head_revision (used on every command) names alembic's newest revision."""
+    from alembic.script import ScriptDirectory
+
+    from engine.store.db import MIGRATIONS, Database
+
+    assert Database.head_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
 def test_concurrent_claimers_never_share_a_step(store: Store) -> None:
     """Four threads claim at once: every due step is claimed by exactly one of them."""
     enroll_many(store, 200)

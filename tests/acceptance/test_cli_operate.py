@@ -1,0 +1,174 @@
+"""The operator's CLI end to end against the repo's sequences and a real SMTP sink: db upgrade,
+enroll, import, run --once, run (the daemon, as a process) with SIGTERM, status, lead,
+touches, send-test, and clear errors. Most commands run in-process (Typer's runner) to keep
+the suite fast; the daemon and the error paths run the real entry point as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.cli.main import app
+from tests.servers.smtp_sink import SmtpSink
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink() as s:
+        yield s
+
+
+@pytest.fixture
+def project(tmp_path: Path, sink: SmtpSink) -> Path:
+    """A nurture.yaml using the repo's example sequences, mailbox `sales` -> the sink."""
+    (tmp_path / "nurture.yaml").write_text(f"""\
+database_url: sqlite:///nurture.db
+sequences_dir: {ROOT / 'sequences'}
+templates_dir: {ROOT / 'templates'}
+base_url: https://nurture.example.com
+postal_address: Example Inc., 1 Main Street, Springfield
+heartbeat_seconds: 1
+mailboxes:
+  sales:
+    address: sales@example.com
+    from_name: Sam Rivera
+    smtp: {{host: 127.0.0.1, port: {sink.port}, tls: none, timeout: 5}}
+""")
+    return tmp_path
+
+
+@pytest.fixture
+def cli(project: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 - a runner function
+    """Run a command in-process in the project directory; returns its output (exit 0)."""
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("NURTURE_SECRET_KEY", "acceptance-secret")
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+        return result.output
+    return run
+
+
+def nurture(*args: str, cwd: Path, secret: bool = True) -> subprocess.CompletedProcess[str]:
+    """The real entry point in a process of its own."""
+    return subprocess.run(_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env=_env(secret), check=False)
+
+
+def _cmd(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from engine.cli.main import main; main()", *args]
+
+
+def _env(secret: bool = True) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
+    env.update(COLUMNS="200", PYTHONPATH=str(ROOT))
+    if secret:
+        env["NURTURE_SECRET_KEY"] = "acceptance-secret"
+    return env
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def test_enroll_then_run_once_delivers_the_first_touch(cli, sink: SmtpSink) -> None:  # noqa: ANN001
+    """db upgrade, enroll, run --once: the sink has the first email; status and lead show it."""
+    cli("db", "upgrade")
+    out = cli("enroll", "demo-request", "--email", "ada@example.com",
+              "--set", "first_name=Ada", "--set", "use_case=reporting")
+    assert "enrolled ada@example.com in demo-request" in out
+    assert "sent 1" in cli("run", "--once")
+    [got] = sink.received
+    assert got.rcpt == ("ada@example.com",) and b"Your demo request, Ada" in got.raw
+    assert "touches: sent 1" in cli("status")
+    timeline = cli("lead", "ada@example.com")
+    assert "enrolled" in timeline and "touch_sent" in timeline
+    assert "no touches in doubt" in cli("touches", "--in-doubt")
+    assert "demo-request" in cli("leads")
+
+
+def test_enrolling_twice_does_not_duplicate(cli) -> None:  # noqa: ANN001
+    """The second enroll says the lead is already active; one enrollment remains."""
+    cli("db", "upgrade")
+    cli("enroll", "demo-request", "--email", "ada@example.com")
+    assert "already active" in cli("enroll", "demo-request", "--email", "ADA@example.com")
+
+
+def test_import_reports_rejected_rows_by_line(cli, project: Path) -> None:  # noqa: ANN001
+    """A CSV with a bad address and a duplicate: counts, and the bad line named."""
+    cli("db", "upgrade")
+    (project / "leads.csv").write_text(
+        "Email,First Name,Company\nada@example.com,Ada,Engines\nnot-an-address,X,Y\n"
+        "grace@example.com,Grace,Navy\nADA@example.com,Ada,Engines Ltd\n")
+    out = cli("import", "demo-request", "leads.csv")
+    assert "2 enrolled" in out and "1 duplicate rows merged" in out and "1 rejected" in out
+    assert "not-an-address" in out
+
+
+def test_bad_input_is_a_clear_error_not_a_traceback(cli, project: Path) -> None:  # noqa: ANN001
+    """An invalid address, an unknown sequence, a missing schema: exit 1, one clear line."""
+    missing = nurture("enroll", "demo-request", "--email", "ada@example.com", cwd=project)
+    assert missing.returncode == 1 and "nurture db upgrade" in missing.stderr
+    cli("db", "upgrade")
+    bad = nurture("enroll", "demo-request", "--email", "ada@@example", cwd=project)
+    assert bad.returncode == 1 and "not a valid email address" in bad.stderr
+    unknown = nurture("enroll", "demo-requets", "--email", "ada@example.com", cwd=project)
+    assert unknown.returncode == 1 and "did you mean 'demo-request'" in unknown.stderr
+    for result in (missing, bad, unknown):
+        assert "Traceback" not in result.stderr
+
+
+def test_run_refuses_to_start_without_a_secret_key(cli, project: Path) -> None:  # noqa: ANN001
+    """No NURTURE_SECRET_KEY: the daemon says how to set it instead of failing later."""
+    cli("db", "upgrade")
+    result = nurture("run", "--once", cwd=project, secret=False)
+    assert result.returncode == 1 and "NURTURE_SECRET_KEY" in result.stderr
+
+
+def test_the_daemon_sends_a_new_enrollment_and_stops_cleanly(
+    cli, project: Path, sink: SmtpSink,  # noqa: ANN001
+) -> None:
+    """`nurture run` picks up an enrollment made by another process, then SIGTERM: exit 0."""
+    cli("db", "upgrade")
+    daemon = subprocess.Popen(_cmd("run"), cwd=project, env=_env(), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        cli("enroll", "demo-request", "--email", "ada@example.com")
+        assert sink.wait_for(1, timeout=30), "the running daemon did not send the touch"
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+    assert "daemon_stopped" in err and "Traceback" not in err
+    assert "workers: none running" in cli("status")
+
+
+def test_send_test_sends_one_message_and_records_nothing(cli, sink: SmtpSink) -> None:  # noqa: ANN001
+    """send-test renders for the sample lead, sends to the given address, stores nothing."""
+    cli("db", "upgrade")
+    out = cli("send-test", "demo-request", "first-touch", "--to", "me@example.com")
+    assert "sent demo-request/first-touch to me@example.com" in out
+    [got] = sink.wait_for(1)
+    assert got.rcpt == ("me@example.com",) and b"Ada" in got.raw
+    assert "no enrollments" in cli("leads")
+
+
+def test_status_shows_the_backlog(cli) -> None:  # noqa: ANN001
+    """Enrolled but not yet run: one touch due now."""
+    cli("db", "upgrade")
+    cli("enroll", "demo-request", "--email", "ada@example.com")
+    assert "due now: 1" in cli("status")
