@@ -5,12 +5,16 @@ They satisfy the Protocols in engine/services/ports.py, so services run unchange
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
+from engine.domain.correlation import MatchKey
+from engine.domain.lead import LeadRecord
 from engine.errors import SendError
 
 
@@ -94,3 +98,190 @@ class FakeSentFolder:
             str(message_from_bytes(raw, policy=policy.default)["Message-ID"]) == message_id
             for raw in self.folders.get(mailbox, [])
         )
+
+
+# --- replies and handoffs: an in-memory inbound store (services/handle_inbound.py) ---------
+
+@dataclass
+class FakeEnrollment:
+    id: int
+    lead_id: int
+    sequence: str
+    state: str = "active"
+    paused_until: datetime | None = None
+    stop_reason: str = ""
+
+
+@dataclass
+class FakeTouch:
+    id: int
+    lead_id: int
+    sequence: str
+    message_id: str
+    state: str = "sent"
+
+
+@dataclass(frozen=True)
+class FakeMatch:
+    lead_id: int
+    touch_id: int | None
+    by: str
+    sequence: str
+
+
+@dataclass(frozen=True)
+class FakeDuplicate:
+    inbound_id: int
+    why: str
+
+
+@dataclass
+class FakeInboundData:
+    leads: dict[int, LeadRecord] = field(default_factory=dict)
+    enrollments: dict[int, FakeEnrollment] = field(default_factory=dict)
+    touches: dict[int, FakeTouch] = field(default_factory=dict)
+    inbound: dict[int, dict[str, object]] = field(default_factory=dict)
+    events: list[tuple[str, int | None, int | None, dict[str, object]]] = field(
+        default_factory=list)
+    suppressed: dict[str, str] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    handoffs: dict[int, dict[str, object]] = field(default_factory=dict)
+
+
+class FakeInboundStore:
+    """The InboundStore port in memory; a failed transaction leaves no trace (rollback)."""
+
+    def __init__(self) -> None:
+        self.data = FakeInboundData()
+        self.fail: list[Exception] = []  # raised by the next transactions, one each
+        self.commits = 0
+
+    def add_lead(self, email: str, **values: object) -> LeadRecord:
+        lead = LeadRecord(id=len(self.data.leads) + 1, email=email, **values)  # type: ignore[arg-type]
+        self.data.leads[lead.id] = lead
+        return lead
+
+    def enroll(self, lead: LeadRecord, sequence: str, state: str = "active") -> FakeEnrollment:
+        e = FakeEnrollment(len(self.data.enrollments) + 1, lead.id, sequence, state)
+        self.data.enrollments[e.id] = e
+        return e
+
+    def touch(self, e: FakeEnrollment, message_id: str, state: str = "sent") -> FakeTouch:
+        t = FakeTouch(len(self.data.touches) + 1, e.lead_id, e.sequence, message_id, state)
+        self.data.touches[t.id] = t
+        return t
+
+    def kinds(self) -> list[str]:
+        return [e[0] for e in self.data.events]
+
+    def duplicate(self, mailbox: str, folder: str, uidvalidity: int, uid: int,
+                  message_id: str) -> FakeDuplicate | None:
+        return FakeInboundTx(self.data, datetime.now(UTC)).duplicate(
+            mailbox, folder, uidvalidity, uid, message_id)
+
+    @contextmanager
+    def transaction(self, now: datetime) -> Iterator[FakeInboundTx]:
+        if self.fail:
+            raise self.fail.pop(0)
+        before = copy.deepcopy(self.data)
+        try:
+            yield FakeInboundTx(self.data, now)
+        except BaseException:
+            self.data.__dict__.update(before.__dict__)
+            raise
+        self.commits += 1
+
+
+class FakeInboundTx:
+    def __init__(self, data: FakeInboundData, now: datetime) -> None:
+        self.d, self.now = data, now
+
+    def duplicate(self, mailbox: str, folder: str, uidvalidity: int, uid: int,
+                  message_id: str) -> FakeDuplicate | None:
+        for i, row in self.d.inbound.items():
+            if (row["mailbox"], row["folder"], row["uidvalidity"], row["uid"]) == (
+                    mailbox, folder, uidvalidity, uid):
+                return FakeDuplicate(i, "same UID")
+        for i, row in self.d.inbound.items():
+            if message_id and row["message_id"] == message_id:
+                return FakeDuplicate(i, "same Message-ID")
+        return None
+
+    def match(self, keys: Sequence[MatchKey]) -> FakeMatch | None:
+        for k in keys:
+            for t in self.d.touches.values():
+                if k.message_id and t.message_id == k.message_id:
+                    return FakeMatch(t.lead_id, t.id, k.by, t.sequence)
+            for lead in self.d.leads.values():
+                if k.address and lead.email == k.address:
+                    return FakeMatch(lead.id, None, k.by, "")
+        return None
+
+    def lead(self, lead_id: int) -> LeadRecord:
+        return self.d.leads[lead_id]
+
+    def live_enrollments(self, lead_id: int) -> list[FakeEnrollment]:
+        return sorted((e for e in self.d.enrollments.values()
+                       if e.lead_id == lead_id and e.state in ("active", "paused")),
+                      key=lambda e: -e.id)
+
+    def record(self, **values: object) -> int:
+        i = len(self.d.inbound) + 1
+        self.d.inbound[i] = {**values, "received_at": self.now}
+        return i
+
+    def log(self, kind: str, lead_id: int | None, enrollment_id: int | None = None,
+            **data: object) -> None:
+        self.d.events.append((kind, lead_id, enrollment_id, data))
+
+    def end(self, enrollment_ids: Sequence[int], state: str, reason: str) -> list[int]:
+        moved = []
+        for i in enrollment_ids:
+            e = self.d.enrollments[i]
+            if e.state in ("active", "paused"):
+                e.state, e.stop_reason, e.paused_until = state, reason, None
+                moved.append(i)
+        return moved
+
+    def pause(self, enrollment_id: int, until: datetime) -> None:
+        e = self.d.enrollments[enrollment_id]
+        e.state, e.paused_until = "paused", until
+
+    def skip_claimed(self, lead_id: int, reason: str) -> list[int]:
+        ids = [t.id for t in self.d.touches.values()
+               if t.lead_id == lead_id and t.state == "claimed"]
+        for i in ids:
+            self.d.touches[i].state = "skipped"
+        return ids
+
+    def sending(self, lead_id: int) -> list[int]:
+        return [t.id for t in self.d.touches.values()
+                if t.lead_id == lead_id and t.state == "sending"]
+
+    def suppress(self, email: str, reason: str, source: str) -> bool:
+        if email in self.d.suppressed:
+            return False
+        self.d.suppressed[email] = reason
+        return True
+
+    def count_soft_bounce(self, email: str) -> int:
+        return self._bump(f"soft_bounces:{email}")
+
+    def open_handoff(self, lead_id: int) -> int | None:
+        live = [i for i, h in self.d.handoffs.items()
+                if h["lead_id"] == lead_id and h["state"] in ("open", "claimed")]
+        return max(live) if live else None
+
+    def create_handoff(self, lead_id: int, inbound_id: int, sequence: str, rep: str) -> int:
+        i = len(self.d.handoffs) + 1
+        self.d.handoffs[i] = {"lead_id": lead_id, "inbound_id": inbound_id,
+                              "sequence": sequence, "rep": rep, "state": "open"}
+        return i
+
+    def next_round_robin(self) -> int:
+        return self._bump("handoff_round_robin") - 1
+
+    def _bump(self, key: str) -> int:
+        self.d.counters[key] = self.d.counters.get(key, 0) + 1
+        return self.d.counters[key]
+

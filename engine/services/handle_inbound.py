@@ -222,7 +222,7 @@ class HandleInbound:
         inbound_id = tx.record(**_columns(raw, reading, verdict, found))
         done = Handled(inbound_id, verdict.kind.value, verdict.reason,
                        found.lead_id if found else None, found.by if found else "none")
-        tx.log("inbound_received", done.lead_id, inbound_id=inbound_id, kind=done.kind,
+        tx.log("inbound_received", done.lead_id, inbound_id=inbound_id, classified=done.kind,
                reason=verdict.reason[:300], matched_by=done.matched_by,
                mailbox=raw.mailbox, subject=mail.subject[:200])
         if found is not None:

@@ -165,8 +165,11 @@ def rep_email(detail: Any, link: str, new: bool) -> tuple[str, str]:
               f"Or: nurture handoff claim {h.id} --rep {h.rep or 'NAME'}",
               "Reply to this email to answer the lead directly.", "", "The lead"]
     lines += [f"  {k}: {v}" for k, v in _fields(lead)]
+    lines += ["", "Conversation"]
+    lines += [f"  {_when(m.at)}  {'<-' if m.direction == 'in' else '->'} {m.subject or '-'}"
+              f"  ({m.kind})" for m in detail.thread[-TIMELINE_LINES:]]
     lines += ["", "Timeline"]
-    lines += [f"  {_when(t.at)}  {t.kind}{_summary(t.data)}"
+    lines += [f"  {_when(t.at)}  {describe(t.kind, t.data)}"
               for t in detail.timeline[-TIMELINE_LINES:]]
     return subject, "\n".join(lines) + "\n"
 
@@ -198,10 +201,36 @@ def _when(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _summary(data: dict[str, Any]) -> str:
-    keys = ("sequence", "step", "reason", "kind", "rep", "outcome", "subject")
-    parts = [f"{k}={data[k]}" for k in keys if data.get(k) not in (None, "")]
-    return ("  " + ", ".join(parts))[:160] if parts else ""
+_SAYS = {
+    "enrolled": "enrolled in {sequence} ({source})",
+    "touch_sent": "sent step {step}",
+    "touch_skipped": "skipped step {step}: {reason}",
+    "touch_failed": "step {step} failed: {error}",
+    "task_opened": "task opened: {step}",
+    "task_done": "task done: {step} by {by}",
+    "inbound_received": "received: {classified} (matched by {matched_by})",
+    "enrollment_stopped": "enrollment stopped: {reason}",
+    "enrollment_paused": "paused until {until}",
+    "enrollment_resumed": "resumed",
+    "enrollment_finished": "finished its sequence",
+    "reply_detected": "reply detected",
+    "handoff_created": "handed off to {rep}",
+    "handoff_reply": "wrote again on handoff {handoff_id}",
+    "handoff_claimed": "claimed by {rep}",
+    "handoff_closed": "handoff closed: {outcome}",
+    "suppressed": "suppressed: {reason}",
+}
+
+
+def describe(kind: str, data: dict[str, Any]) -> str:
+    """One timeline event in words."""
+    pattern = _SAYS.get(kind)
+    if pattern is None:
+        return kind.replace("_", " ")
+    try:
+        return pattern.format(**{k: v for k, v in data.items() if v not in (None, "")})[:160]
+    except KeyError:
+        return kind.replace("_", " ")
 
 
 def _safe(url: str) -> str:

@@ -36,6 +36,7 @@ from engine.domain.touch import (
 )
 from engine.store import events
 from engine.store.db import Database
+from engine.store.inbound import resume_paused
 from engine.store.leads import lead_record, stop_live
 from engine.store.tables import Enrollment, InboundMessage, Lead, Suppression, Touch
 from engine.store.transitions import advance_in, record_outcome, set_touch, stop
@@ -72,6 +73,8 @@ class QueueStore:
         if not sequences or limit <= 0:
             return []
         with self.db.write() as conn:
+            # Out-of-office pauses that have ended: active again, due as before (store/inbound).
+            resume_paused(conn, list(sequences), now, self.db.is_postgres)
             due = [DueEnrollment(*r) for r in conn.execute(self._skip_locked(
                 select(E.c.id, E.c.lead_id, E.c.sequence, E.c.step_index, E.c.occurrence,
                        E.c.touch_number, E.c.next_due_at)
