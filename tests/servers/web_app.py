@@ -90,3 +90,48 @@ def served(web: FastAPI) -> Iterator[str]:
 
 def web_app(app: App, runtime: Runtime | None = None) -> FastAPI:
     return create_app(app, runtime)
+
+
+# --- a lead who replied -----------------------------------------------------------------------
+
+def send_due_now(app: App) -> None:
+    """One send pass through the App's real SMTP sender (to the sink the settings name)."""
+    import asyncio
+
+    async def go() -> None:
+        try:
+            while (await app.send_due().run_pass()).claimed:
+                pass
+        finally:
+            await app.sender.close()
+    asyncio.run(go())
+
+
+def reply_to(app: App, email: str, text: str, uid: int) -> int:
+    """The lead answers our last email; the inbound service hands them off. The handoff id."""
+    from email.message import EmailMessage
+
+    from engine.mail.imap import RawInbound
+
+    sent = [t for t in app.store.reports.touches() if t.email == email and t.message_id]
+    msg = EmailMessage()
+    msg["From"] = email
+    msg["To"] = "sales@acme.test"
+    msg["Subject"] = f"Re: {sent[-1].subject}" if sent else "Hello"
+    msg["Message-ID"] = f"<reply-{uid}@example.com>"
+    if sent:
+        msg["In-Reply-To"] = sent[-1].message_id
+        msg["References"] = sent[-1].message_id
+    msg.set_content(f"{text}\n\nOn Monday, Sam Rivera wrote:\n> our first email\n> more quote\n")
+    done = app.handle_inbound().handle(RawInbound("sales", "INBOX", 1, uid, msg.as_bytes(),
+                                                  None))
+    assert done.handoff is not None, f"the reply was not handed off: {done}"
+    return done.handoff.handoff_id
+
+
+def replied_lead(app: App, email: str, uid: int = 1, text: str = "Yes, Thursday works.",
+                 **values: Any) -> int:
+    """Enroll, send the first touch, reply: the handoff id."""
+    app.enroller().enroll("demo-request", email, {"first_name": "Ada", **values}, "test")
+    send_due_now(app)
+    return reply_to(app, email, text, uid)
