@@ -189,6 +189,9 @@ def run(
             _out().print(", ".join(f"{k} {v}" for k, v in sorted(totals.items()))
                          or "nothing was due")
         else:
+            from engine.daemon.http import add_http
+
+            add_http(daemon)  # the API, unsubscribe links, rep pages, /healthz, /metrics
             await daemon.run()
     asyncio.run(main())
 

@@ -37,6 +37,7 @@ templates_dir: {ROOT / 'templates'}
 base_url: https://nurture.example.com
 postal_address: Example Inc., 1 Main Street, Springfield
 heartbeat_seconds: 1
+http_port: 0  # the daemon serves HTTP: any free port, so parallel runs never collide
 mailboxes:
   sales:
     address: sales@example.com
