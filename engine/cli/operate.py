@@ -190,8 +190,10 @@ def run(
                          or "nothing was due")
         else:
             from engine.daemon.http import add_http
+            from engine.daemon.watchers import add_watchers
 
-            add_http(daemon)  # the API, unsubscribe links, rep pages, /healthz, /metrics
+            watchers = add_watchers(daemon)  # one `watch:<mailbox>` task per IMAP mailbox
+            add_http(daemon, watchers.status)  # the API, unsubscribe links, rep pages, /healthz
             await daemon.run()
     asyncio.run(main())
 

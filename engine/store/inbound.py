@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from engine.domain.correlation import MatchKey, parse_message_id
@@ -130,6 +130,12 @@ class InboundStore:
             raise ConcurrentUpdate(f"inbound message recorded concurrently: {exc.orig}") from exc
         except OperationalError as exc:
             raise DatabaseError(f"the database failed: {exc.orig}") from exc
+
+    def oldest_live_enrollment(self) -> datetime | None:
+        """When the oldest active or paused enrollment began (where a re-scan starts)."""
+        with self.db.read() as conn:
+            return aware(conn.execute(select(func.min(E.c.enrolled_at))
+                                      .where(E.c.state.in_(LIVE))).scalar())
 
     def resume_paused(self, sequences: Sequence[str], now: datetime) -> int:
         with self.db.write() as conn:
