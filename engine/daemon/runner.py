@@ -83,8 +83,12 @@ class Daemon:
         tasks = {asyncio.create_task(f(self.stop), name=n): n for n, f in self._tasks.items()}
         stopper = asyncio.create_task(self.stop.wait(), name="stop")
         done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        # A task that returns after a stop was asked for (it can finish in the same loop turn
+        # as `stopper`) did its job; one that returns before, or raises, died.
+        stopping = self.stop.is_set()
         self.stop.set()
-        died = [t for t in done if t in tasks]
+        died = [t for t in done if t in tasks
+                and (not stopping or (not t.cancelled() and t.exception() is not None))]
         await asyncio.gather(*tasks, return_exceptions=True)  # each finishes its work in flight
         stopper.cancel()
         for task in died:
