@@ -95,8 +95,9 @@ def web_app(app: App, runtime: Runtime | None = None) -> FastAPI:
 # --- a lead who replied -----------------------------------------------------------------------
 
 def send_due_now(app: App) -> None:
-    """One send pass through the App's real SMTP sender (to the sink the settings name)."""
+    """Send passes through the App's real SMTP sender (to the sink the settings name)."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     async def go() -> None:
         try:
@@ -104,7 +105,10 @@ def send_due_now(app: App) -> None:
                 pass
         finally:
             await app.sender.close()
-    asyncio.run(go())
+
+    # In a thread of its own: the caller may have a running loop (Playwright's sync API).
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, go()).result()
 
 
 def reply_to(app: App, email: str, text: str, uid: int) -> int:
