@@ -165,7 +165,10 @@ class HandleInbound:
         seen = self.store.duplicate(raw.mailbox, raw.folder, raw.uidvalidity, raw.uid, "")
         if seen is not None:
             return Handled(seen.inbound_id, "", duplicate=seen.why)
-        reading = self.read(raw.raw)
+        return self.record(raw, self.read(raw.raw))
+
+    def record(self, raw: RawMessage, reading: Reading) -> Handled:
+        """The transaction for a message already read, then the rep is told."""
         done = self._commit(raw, reading)
         self._log(raw, done)
         if done.handoff is not None and self.on_handoff is not None:
