@@ -86,6 +86,10 @@ def show(handoff_id: int = IdArgument, config: Path = ConfigOption) -> None:
         out.print("fields: " + ", ".join(f"{k}={v}" for k, v in lead.fields.items()))
     if d.suppressed:
         out.print(f"[red]suppressed[/red] ({d.suppressed})")
+    for e in d.enrollments:
+        why = f" ({e['stop_reason']})" if e["stop_reason"] else ""
+        out.print(f"enrollment {e['id']}: {e['sequence']} {e['state']}{why}, "
+                  f"{e['touch_number']} touches")
     if d.reply is not None:
         out.print(f"\n[bold]they wrote[/bold] ({d.reply.subject}):")
         out.print(d.reply.new_text or "(no text of their own)")
