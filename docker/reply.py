@@ -1,7 +1,7 @@
 """Reply as a lead, for trying the loop: read the lead's newest email and answer it.
 
 Usage (inside the compose stack):
-    docker compose exec engine python /srv/nurture/reply.py ada@example.test "Sounds good, call me"
+    docker compose exec engine python /srv/nurture/reply.py ada@example.com "Sounds good, call me"
 
 GreenMail accepts any password, so this logs in as the lead, fetches the newest message in
 the lead's INBOX over IMAP and sends a reply with In-Reply-To/References through SMTP to the

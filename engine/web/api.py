@@ -7,6 +7,7 @@ second. Errors are `{"error": "...", "field": "..."}` with a 4xx status (web/err
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -137,6 +138,13 @@ def lead(email: str, request: Request) -> dict[str, Any]:
                            "planned_at": t.planned_at, "sent_at": t.sent_at})
                     for t in report.touches],
     }
+
+
+@router.get("/handoffs", summary="Leads who replied, newest first")
+def handoffs(request: Request, state: Literal["open", "claimed", "closed"] | None = None,
+             rep: str | None = None) -> list[dict[str, Any]]:
+    rows = nurture(request).handoffs().list(state, rep)
+    return [plain(asdict(h)) for h in rows]
 
 
 def aware(value: Any) -> Any:

@@ -257,3 +257,15 @@ def test_metrics_expose_the_operators_numbers(site: Site) -> None:
                  'nurture_watcher_last_event_age_seconds{mailbox="sales"}',
                  'nurture_handoffs_open{state="open"} 1.0', "nurture_database_up 1.0"):
         assert name in text
+
+
+def test_api_lists_handoffs(site: Site) -> None:
+    """GET /api/handoffs lists handoffs by state; a state that does not exist is a 422."""
+    hid = replied_lead(site.app, "ada@example.com")
+    c = site.client()
+    [row] = c.get("/api/handoffs", params={"state": "open"}, headers=auth()).json()
+    assert (row["id"], row["email"], row["state"]) == (hid, "ada@example.com", "open")
+    assert c.get("/api/handoffs", params={"state": "closed"}, headers=auth()).json() == []
+    r = c.get("/api/handoffs", params={"state": "done"}, headers=auth())
+    assert (r.status_code, r.json()["field"]) == (422, "state")
+
