@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import structlog
 import uvicorn
+from fastapi import FastAPI
 
 from engine.daemon.runner import Daemon, TaskFactory
 from engine.errors import ConfigError
@@ -46,7 +47,7 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def http_task(web_app: object, sock: socket.socket) -> TaskFactory:
+def http_task(web_app: FastAPI, sock: socket.socket) -> TaskFactory:
     async def serve(stop: asyncio.Event) -> None:
         config = uvicorn.Config(web_app, log_config=None, access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=GRACE_SECONDS)

@@ -102,15 +102,14 @@ class StatsStore:
     def sequences(self) -> list[SequenceStats]:
         """Every sequence with enrollments, its steps in order."""
         with self.db.read() as conn:
-            enrollments = conn.execute(select(
-                E.c.id, E.c.sequence, E.c.enrolled_at, E.c.stop_reason)).all()
+            enrollments = list(conn.execute(select(
+                E.c.id, E.c.sequence, E.c.enrolled_at, E.c.stop_reason)))
             touches = [_Touch(*r) for r in conn.execute(select(
                 T.c.id, T.c.enrollment_id, T.c.lead_id, T.c.sequence, T.c.step_index,
                 T.c.step_name, T.c.channel, T.c.state, T.c.sent_at).order_by(T.c.id))]
-            inbound = conn.execute(select(IN.c.lead_id, IN.c.touch_id, IN.c.kind,
-                                          IN.c.received_at)
-                                   .where(IN.c.kind.in_(COUNTED), IN.c.lead_id.isnot(None))
-                                   ).all()
+            inbound = list(conn.execute(
+                select(IN.c.lead_id, IN.c.touch_id, IN.c.kind, IN.c.received_at)
+                .where(IN.c.kind.in_(COUNTED), IN.c.lead_id.isnot(None))))
         return _tally(enrollments, touches, inbound)
 
 
@@ -172,7 +171,7 @@ def _attribute(enrollments: list[Any], touches: list[_Touch],
     by_id = {t.id: t for t in touches}
     sent_by_lead = _sent_by_lead(touches)
     for row in inbound:
-        touch = by_id.get(row.touch_id) if row.touch_id else None
+        touch: _Touch | None = by_id.get(row.touch_id) if row.touch_id else None
         touch = touch or _last_before(sent_by_lead.get(row.lead_id, []), row.received_at)
         if touch is None:
             continue
@@ -188,8 +187,8 @@ def _attribute(enrollments: list[Any], touches: list[_Touch],
             out["bounced"].add((t.sequence, t.step_index, t.enrollment_id))
     for e in enrollments:
         if e.stop_reason == "unsubscribe":
-            t = last.get(e.id)
-            out["unsubscribed"].add((e.sequence, t.step_index if t else None, e.id))
+            final = last.get(e.id)
+            out["unsubscribed"].add((e.sequence, final.step_index if final else None, e.id))
     return out
 
 

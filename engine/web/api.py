@@ -106,7 +106,7 @@ def post_stage(email: str, body: StageRequest, request: Request) -> dict[str, An
 @router.post("/leads/{email}/stop", summary="Stop a lead's sequences")
 def stop(email: str, request: Request, body: StopRequest | None = None) -> dict[str, Any]:
     """Stop the lead's live enrollments (one sequence, or all): no more touches."""
-    body = body or StopRequest()
+    body = body or StopRequest(sequence=None, reason="manual")
     n = nurture(request).lead_changes.stop(email, body.sequence, body.reason)
     return {"email": email.strip().lower(), "stopped": n}
 

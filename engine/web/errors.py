@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -69,12 +70,12 @@ def is_api(request: Request) -> bool:
 
 
 def respond(request: Request, status: int, message: str, field: str | None = None,
-            headers: dict[str, str] | None = None) -> Response:
+            headers: Mapping[str, str] | None = None) -> Response:
     if is_api(request):
         body: dict[str, Any] = {"error": message}
         if field:
             body["field"] = field
-        return JSONResponse(body, status_code=status, headers=headers)
+        return JSONResponse(body, status_code=status, headers=dict(headers or {}))
     from engine.web.render import page  # late: render imports the templates at start-up
 
     return page(request, "message.html", {"title": _title(status), "text": message},
