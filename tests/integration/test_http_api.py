@@ -188,3 +188,18 @@ def test_openapi_docs_are_served(client: httpx.Client) -> None:
     schema = client.get("/openapi.json").json()
     assert "/api/leads/enroll" in schema["paths"]
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
+@pytest.mark.postgres
+def test_concurrent_identical_enrolls_enroll_once_on_postgres(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str) -> None:
+    """Eight simultaneous posts of the same lead on PostgreSQL: one 201, seven 200s, one row."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = make_app(web_settings(tmp_path, monkeypatch, url=pg_url))
+    with served(web_app(app)) as url, httpx.Client(base_url=url) as http:
+        with ThreadPoolExecutor(8) as pool:
+            codes = sorted(pool.map(lambda _: enroll(http).status_code, range(8)))
+        rows = http.get("/api/leads", headers=auth()).json()
+    assert codes == [200] * 7 + [201]
+    assert len(rows) == 1
