@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import statistics
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -99,8 +100,10 @@ class StatsStore:
             counts.update({r[0]: r[1] for r in rows})
             return counts
 
-    def sequences(self) -> list[SequenceStats]:
-        """Every sequence with enrollments, its steps in order."""
+    def sequences(self, steps: Mapping[str, Sequence[str]] | None = None) -> list[SequenceStats]:
+        """Every sequence with enrollments, its steps in order. `steps` (sequence -> step
+        names, from the catalog) lists the steps no lead reached yet, and the sequences no
+        lead was enrolled in, with zeros."""
         with self.db.read() as conn:
             enrollments = list(conn.execute(select(
                 E.c.id, E.c.sequence, E.c.enrolled_at, E.c.stop_reason)))
@@ -110,7 +113,7 @@ class StatsStore:
             inbound = list(conn.execute(
                 select(IN.c.lead_id, IN.c.touch_id, IN.c.kind, IN.c.received_at)
                 .where(IN.c.kind.in_(COUNTED), IN.c.lead_id.isnot(None))))
-        return _tally(enrollments, touches, inbound)
+        return _tally(enrollments, touches, inbound, steps or {})
 
 
 # --- counting -----------------------------------------------------------------------------
@@ -118,10 +121,14 @@ class StatsStore:
 Key = tuple[str, int | None, int]  # (sequence, step index or None, enrollment id)
 
 
-def _tally(enrollments: list[Any], touches: list[_Touch],
-           inbound: list[Any]) -> list[SequenceStats]:
+def _tally(enrollments: list[Any], touches: list[_Touch], inbound: list[Any],
+           names: Mapping[str, Sequence[str]] | None = None) -> list[SequenceStats]:
     seqs: dict[str, Counts] = {}
     steps: dict[tuple[str, int], Counts] = {}
+    for sequence, step_names in (names or {}).items():
+        seqs[sequence] = Counts(sequence)
+        for i, step in enumerate(step_names):
+            steps[(sequence, i)] = Counts(step)
     for e in enrollments:
         seqs.setdefault(e.sequence, Counts(e.sequence)).enrolled += 1
     _count_touches(touches, {e.id: e.enrolled_at for e in enrollments}, seqs, steps)

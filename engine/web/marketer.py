@@ -20,7 +20,9 @@ async def stats(request: Request) -> Response:
     app = nurture(request)
     if not has_token(request, app.settings):
         sessions(request).require_rep(request)
-    data = await asyncio.to_thread(app.store.stats.sequences)
+    names = {name: [step.name for step in seq.steps]
+             for name, seq in app.catalog.sequences.items()}
+    data = await asyncio.to_thread(app.store.stats.sequences, names)
     if "application/json" in request.headers.get("accept", ""):
         from fastapi.responses import JSONResponse
 

@@ -80,3 +80,13 @@ def test_a_sequence_without_sends_has_no_rates() -> None:
     assert (s.totals.enrolled, s.totals.sent) == (1, 0)
     assert s.totals.reply_rate is None and s.totals.median_to_touch is None
     assert s.steps[0].enrolled == 1
+
+
+def test_steps_and_sequences_nobody_reached_are_listed_with_zeros() -> None:
+    """Given the catalog's step names, unreached steps and empty sequences show as zeros."""
+    out = _tally([enrollment(1)], [touch(1, 1, 0, 1)], [],
+                 {"demo": ["first", "second", "third"], "ripen": ["monthly"]})
+    demo, ripen = out
+    assert [c.name for c in demo.steps] == ["first", "second", "third"]
+    assert [c.sent for c in demo.steps] == [1, 0, 0]
+    assert (ripen.totals.name, ripen.totals.enrolled, ripen.steps[0].sent) == ("ripen", 0, 0)
