@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import threading
+import time
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -155,3 +158,33 @@ def verify(settings: Settings, name: str, password: str) -> RepConfig | None:
     rep = settings.rep(name.strip())
     expected = settings.secret(rep.password_env) if rep and rep.password_env else ""
     return rep if rep and same(password, expected) else None
+
+
+class LoginThrottle:
+    """Slows password guessing: after `limit` failures for a rep name within `window`
+    seconds, that name is refused until the oldest failure ages out (per process)."""
+
+    def __init__(self, limit: int = 5, window: float = 900.0) -> None:
+        self.limit, self.window = limit, window
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def wait(self, name: str) -> float:
+        """Seconds until `name` may try again (0: now)."""
+        key, now = name.strip().lower(), time.monotonic()
+        with self._lock:
+            seen = self._failures.get(key)
+            while seen and now - seen[0] > self.window:
+                seen.popleft()
+            if not seen or len(seen) < self.limit:
+                return 0.0
+            return self.window - (now - seen[0])
+
+    def failed(self, name: str) -> None:
+        with self._lock:
+            self._failures[name.strip().lower()].append(time.monotonic())
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(name.strip().lower(), None)
+

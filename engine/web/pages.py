@@ -16,7 +16,7 @@ from engine.app import App
 from engine.domain.states import HandoffState
 from engine.mail.parse import parse_inbound
 from engine.settings import RepConfig
-from engine.web.auth import safe_next, verify
+from engine.web.auth import LoginThrottle, safe_next, verify
 from engine.web.errors import HttpError
 from engine.web.render import page
 from engine.web.state import nurture, runtime, sessions
@@ -34,10 +34,18 @@ async def login(request: Request, name: str = Form(""), password: str = Form("")
                 csrf: str = Form(""), next: str = Form("/reps/")) -> Response:  # noqa: A002
     s = sessions(request)
     s.check_csrf(request, csrf)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    wait = throttle.wait(name)
+    if wait:
+        return _login_page(request, next_path=safe_next(next), name=name, status=429,
+                           error=f"Too many failed sign-ins for this name: try again in "
+                                 f"{max(1, round(wait / 60))} min.")
     rep = await asyncio.to_thread(verify, nurture(request).settings, name, password)
     if rep is None:
+        throttle.failed(name)
         return _login_page(request, next_path=safe_next(next), name=name, status=401,
                            error="That name and password do not match a rep.")
+    throttle.succeeded(name)
     response = RedirectResponse(safe_next(next), status_code=303)
     s.save(response, s.sign_in(request, rep.name))
     return response

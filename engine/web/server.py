@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from engine import __version__
 from engine.app import App
 from engine.web import api, errors, marketer, metrics, pages, unsubscribe
-from engine.web.auth import Sessions, SignInRequired, login_url
+from engine.web.auth import LoginThrottle, Sessions, SignInRequired, login_url
 from engine.web.state import Runtime
 
 # Our pages load nothing from elsewhere; Swagger UI at /docs does (its CDN), so it is exempt.
@@ -33,6 +33,7 @@ def create_app(app: App, runtime: Runtime | None = None) -> FastAPI:
     web.state.nurture = app
     web.state.runtime = rt
     web.state.sessions = Sessions(app.settings)
+    web.state.login_throttle = LoginThrottle()
     web.state.metrics = metrics.registry(app, rt)
     for router in (api.router, unsubscribe.router, pages.router, marketer.router,
                    metrics.router):

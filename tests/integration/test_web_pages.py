@@ -95,6 +95,20 @@ def test_wrong_password_is_refused(site: Site) -> None:
     assert c.get("/reps/").status_code == 303
 
 
+def test_repeated_wrong_passwords_lock_the_name_for_a_while(site: Site) -> None:
+    """After five failures for a name even the right password waits (429); others do not."""
+    c = site.client()
+    for _ in range(5):
+        c.post("/reps/login", data={"name": "ada", "password": "guess",
+                                    "csrf": csrf(c.get("/reps/login").text)})
+    r = c.post("/reps/login", data={"name": "ada", "password": REPS["ada"],
+                                    "csrf": csrf(c.get("/reps/login").text)})
+    assert r.status_code == 429 and "try again in" in r.text
+    r = c.post("/reps/login", data={"name": "bob", "password": REPS["bob"],
+                                    "csrf": csrf(c.get("/reps/login").text)})
+    assert r.status_code == 303
+
+
 def test_sign_in_without_the_csrf_token_is_refused(site: Site) -> None:
     """A sign-in form posted from elsewhere (no CSRF token) gets 403."""
     c = site.client()
