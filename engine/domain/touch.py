@@ -6,9 +6,10 @@ records). The state machine they drive is drawn in docs/send-state-machine.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Protocol
 
 from engine.domain.lead import LeadRecord
@@ -92,12 +93,19 @@ class SendContext:
     claim: Claim
     lead: LeadRecord
     enrolled_at: datetime
-    previous: PreviousEmail | None
+    # Read only when a step threads (`thread: previous`), inside the same transaction.
+    load_previous: Callable[[], PreviousEmail | None] | None = field(
+        default=None, repr=False, compare=False)
     raw: bytes = b""
     subject: str = ""
     text: str = ""
     in_reply_to: str = ""
     references: str = ""
+
+    @cached_property
+    def previous(self) -> PreviousEmail | None:
+        """The enrollment's last email touch, for `thread: previous`."""
+        return self.load_previous() if self.load_previous is not None else None
 
 
 @dataclass(frozen=True)

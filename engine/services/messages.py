@@ -91,8 +91,8 @@ class MessageMaker:
         rendered = self.renderer.render_email(step.email.template_for(lead.stage or None),
                                               context)
         subject, in_reply_to, references = rendered.subject, "", ""
-        prev = ctx.previous
-        if step.email.thread == "previous" and prev is not None:
+        prev = ctx.previous if step.email.thread == "previous" else None
+        if prev is not None:
             # A follow-up in the same thread: the previous subject with one "Re: ".
             subject = reply_subject(prev.subject)
             in_reply_to = prev.message_id

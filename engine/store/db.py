@@ -8,7 +8,6 @@ sleeping busy handler. PostgreSQL is used through psycopg 3 and claims with SKIP
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from sqlalchemy.pool import NullPool
 
 from engine.errors import ConfigError, DatabaseError
 from engine.store import tables  # noqa: F401 - registers the tables on the metadata
+from engine.store.group_commit import GroupCommit
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA_HEAD = "0001"  # bump with every new revision (reading the scripts costs 0.3 s a command)
@@ -47,16 +47,17 @@ class Database:
                 "or postgresql://user@host/dbname"
             )
         self.engine = _sqlite_engine(self.url) if self.is_sqlite else _pg_engine(self.url)
-        self._write_lock = threading.Lock() if self.is_sqlite else None
+        # SQLite: one writer; concurrent writers share a transaction and its fsync.
+        self._group = GroupCommit(self.engine) if self.is_sqlite else None
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction: committed on success, rolled back on error."""
-        if self._write_lock is None:
+        """A write transaction: durable when the block exits; rolled back on error."""
+        if self._group is None:
             with self.engine.begin() as conn:
                 yield conn
             return
-        with self._write_lock, self.engine.begin() as conn:
+        with self._group.write() as conn:
             yield conn
 
     @contextmanager
@@ -71,7 +72,7 @@ class Database:
         """Bring the schema to `revision` with alembic (`nurture db upgrade`)."""
         from alembic import command
 
-        with self._write_lock or _nolock(), self.engine.connect() as conn:
+        with self.engine.connect() as conn:
             cfg = _alembic_config(conn)
             command.upgrade(cfg, revision)
             conn.commit()
@@ -106,12 +107,9 @@ class Database:
         return self.engine.url.render_as_string(hide_password=True)
 
     def dispose(self) -> None:
+        if self._group is not None:
+            self._group.close()
         self.engine.dispose()
-
-
-@contextmanager
-def _nolock() -> Iterator[None]:
-    yield
 
 
 def _alembic_config(conn: Connection) -> Any:
@@ -133,6 +131,8 @@ def _sqlite_engine(url: str) -> Engine:
         # One file, few threads: a fresh connection per use keeps WAL checkpoints moving
         # and avoids sharing a connection between threads.
         poolclass=NullPool if path == ":memory:" else None,
+        # Every use ends in an explicit COMMIT or ROLLBACK: no extra ROLLBACK on check-in.
+        pool_reset_on_return=None,
     )
 
     @event.listens_for(engine, "connect")

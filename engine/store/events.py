@@ -11,22 +11,22 @@ from sqlalchemy import Connection, insert
 from engine.store.tables import Event
 
 EV = Event.__table__
+_INSERT = insert(EV)
 
 
 def log(
     conn: Connection, kind: str, at: datetime, lead_id: int | None,
     enrollment_id: int | None = None, **data: Any,
 ) -> None:
-    conn.execute(insert(EV).values(
-        kind=kind, at=at, lead_id=lead_id, enrollment_id=enrollment_id, data=_plain(data),
-    ))
+    conn.execute(_INSERT, {"kind": kind, "at": at, "lead_id": lead_id,
+                           "enrollment_id": enrollment_id, "data": _plain(data)})
 
 
 def log_many(conn: Connection, rows: Iterable[dict[str, Any]]) -> None:
     """Rows of kind, at, lead_id, enrollment_id, data (one INSERT for the lot)."""
     batch = [{**r, "data": _plain(r.get("data") or {})} for r in rows]
     if batch:
-        conn.execute(insert(EV), batch)
+        conn.execute(_INSERT, batch)
 
 
 def _plain(data: dict[str, Any]) -> dict[str, Any]:

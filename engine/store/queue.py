@@ -14,9 +14,20 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, func, insert, literal_column, select, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
+from engine.domain.lead import LeadRecord
 from engine.domain.states import EnrollmentState, InboundKind, TouchState
 from engine.domain.touch import (
     Advance,
@@ -37,7 +48,7 @@ from engine.domain.touch import (
 from engine.store import events
 from engine.store.db import Database
 from engine.store.inbound import resume_paused
-from engine.store.leads import lead_record, stop_live
+from engine.store.leads import stop_live
 from engine.store.tables import Enrollment, InboundMessage, Lead, Suppression, Touch
 from engine.store.transitions import advance_in, record_outcome, set_touch, stop
 
@@ -49,6 +60,21 @@ CLAIMED = literal_column("'claimed'")
 IN_FLIGHT = (TouchState.claimed.value, TouchState.sending.value, TouchState.open.value,
              TouchState.unknown.value)
 
+# The touch with everything begin_send re-checks, in one round trip: its enrollment's state,
+# its lead, the address's suppression and whether the lead replied since enrolling.
+_REPLIED = exists().where(
+    IB.c.lead_id == T.c.lead_id, IB.c.kind == InboundKind.human_reply.value,
+    IB.c.received_at >= E.c.enrolled_at,
+).label("replied")
+_BEGIN = (
+    select(T, E.c.state.label("e_state"), E.c.paused_until.label("e_paused_until"),
+           E.c.enrolled_at.label("e_enrolled_at"), S.c.reason.label("suppressed"), _REPLIED,
+           *[c.label(f"l_{c.name}") for c in L.c])
+    .join(E, E.c.id == T.c.enrollment_id).join(L, L.c.id == T.c.lead_id)
+    .outerjoin(S, S.c.email == L.c.email).where(T.c.id == bindparam("tid"))
+)
+_TOUCH = select(T).where(T.c.id == bindparam("tid"))
+
 Planner = Callable[[DueEnrollment], TouchPlan | None]
 Decider = Callable[[SendContext], Decision]
 
@@ -56,6 +82,10 @@ Decider = Callable[[SendContext], Decision]
 class QueueStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        pg = db.is_postgres
+        # Built once: constructing a statement costs about as much as running it.
+        self._begin_stmt = _BEGIN.with_for_update(of=[T, E]) if pg else _BEGIN
+        self._touch_stmt = _TOUCH.with_for_update() if pg else _TOUCH
 
     def _skip_locked(self, q: Select[Any]) -> Select[Any]:
         return q.with_for_update(skip_locked=True) if self.db.is_postgres else q
@@ -192,41 +222,39 @@ class QueueStore:
         the caller open the SMTP transaction.
         """
         with self.db.write() as conn:
-            t = conn.execute(self._locked(select(T).where(T.c.id == claim.touch_id))).first()
+            t = conn.execute(self._begin_stmt, {"tid": claim.touch_id}).first()
             if t is None or (t.state, t.fence, t.claimed_by) != (
                 TouchState.claimed.value, claim.fence, worker
             ):
                 return Begun(None, None, "claim lost")
-            e = conn.execute(self._locked(select(E).where(E.c.id == t.enrollment_id))).one()
-            lead = lead_record(conn.execute(select(L).where(L.c.id == t.lead_id)).one())
-            blocked = self._blocked(conn, t, e, lead.email, now)
+            blocked = self._blocked(conn, t, now)
             if blocked:
                 return Begun(None, None, blocked)
             ctx = SendContext(
-                claim, lead, e.enrolled_at,
-                None if t.raw else _previous_email(conn, t.enrollment_id, t.id),
+                claim, _lead_of(t), t.e_enrolled_at,
+                lambda: _previous_email(conn, t.enrollment_id, t.id),
                 bytes(t.raw), t.subject, t.body_text, t.in_reply_to, t.references,
             )
             decision = decide(ctx)
             self._apply(conn, t, decision, now, lease)
             return Begun(ctx, decision)
 
-    def _blocked(self, conn: Connection, t: Any, e: Any, email: str, now: datetime) -> str:
+    def _blocked(self, conn: Connection, t: Any, now: datetime) -> str:
         """Why this touch must not go out now ('' when it may); records what follows."""
-        if e.state == EnrollmentState.paused.value:
-            until = e.paused_until or now + timedelta(hours=1)
+        if t.e_state == EnrollmentState.paused.value:
+            until = t.e_paused_until or now + timedelta(hours=1)
             set_touch(conn, t, state=TouchState.claimed.value, retry_at=until, claimed_by="",
                       lease_until=None)
             return f"enrollment paused until {until.isoformat()}"
         reason = ""
-        if e.state != EnrollmentState.active.value:
-            reason = f"enrollment {e.state}"
-        elif (why := conn.execute(select(S.c.reason).where(S.c.email == email)).scalar()):
-            reason = f"suppressed ({why})"
+        if t.e_state != EnrollmentState.active.value:
+            reason = f"enrollment {t.e_state}"
+        elif t.suppressed:
+            reason = f"suppressed ({t.suppressed})"
             stop_live(conn, t.lead_id, "suppressed", now)
-        elif _replied_since(conn, t.lead_id, e.enrolled_at):
+        elif t.replied:
             reason = "the lead replied"
-            stop(conn, e.id, t.lead_id, "replied", now, reason)
+            stop(conn, t.enrollment_id, t.lead_id, "replied", now, reason)
         if reason:
             set_touch(conn, t, state=TouchState.skipped.value, error=reason, lease_until=None,
                       raw=b"")
@@ -267,18 +295,11 @@ class QueueStore:
                now: datetime) -> bool:
         """Record the SMTP outcome of a `sending` touch; False if the claim was lost."""
         with self.db.write() as conn:
-            t = conn.execute(self._locked(select(T).where(T.c.id == claim.touch_id))).first()
+            t = conn.execute(self._touch_stmt, {"tid": claim.touch_id}).first()
             if t is None or (t.state, t.fence) != (TouchState.sending.value, claim.fence):
                 return False
             record_outcome(conn, t, outcome, advance, now)
             return True
-
-
-def _replied_since(conn: Connection, lead_id: int, since: datetime) -> bool:
-    return conn.execute(select(IB.c.id).where(and_(
-        IB.c.lead_id == lead_id, IB.c.kind == InboundKind.human_reply.value,
-        IB.c.received_at >= since,
-    )).limit(1)).first() is not None
 
 
 def _previous_email(conn: Connection, enrollment_id: int, touch_id: int) -> PreviousEmail | None:
@@ -289,6 +310,16 @@ def _previous_email(conn: Connection, enrollment_id: int, touch_id: int) -> Prev
         .order_by(T.c.id.desc()).limit(1)
     ).first()
     return PreviousEmail(row.message_id, row.subject, row.references) if row else None
+
+
+def _lead_of(row: Any) -> LeadRecord:
+    m = row._mapping
+    return LeadRecord(
+        id=m["l_id"], email=m["l_email"], first_name=m["l_first_name"],
+        last_name=m["l_last_name"], company=m["l_company"], stage=m["l_stage"],
+        timezone=m["l_timezone"], owner=m["l_owner"], source=m["l_source"],
+        fields=dict(m["l_fields"] or {}),
+    )
 
 
 def _new_touch(d: DueEnrollment, p: TouchPlan, worker: str, now: datetime,

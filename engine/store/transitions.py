@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, insert, select, update
+from sqlalchemy import Connection, bindparam, case, insert, select, update
 
 from engine.domain.states import EnrollmentState, TouchState
 from engine.domain.touch import Advance, Delivered, Failed, Outcome, Retry
@@ -18,6 +18,18 @@ from engine.store.leads import LIVE, suppress_in
 from engine.store.tables import Enrollment, Lead, Suppression, Touch
 
 T, E, L, S = Touch.__table__, Enrollment.__table__, Lead.__table__, Suppression.__table__
+
+# The hot path, built once: point the enrollment at its next step (if still at this one).
+_ADVANCE = update(E).where(
+    E.c.id == bindparam("eid"), E.c.step_index == bindparam("si"),
+    E.c.occurrence == bindparam("oc"),
+).values(
+    step_index=bindparam("v_si"), occurrence=bindparam("v_oc"), updated_at=bindparam("now"),
+    next_due_at=case((E.c.state.in_(LIVE), bindparam("v_due", type_=E.c.next_due_at.type)),
+                     else_=None),
+)
+_ADVANCE_COUNTED = _ADVANCE.values(touch_number=E.c.touch_number + 1,
+                                   last_touch_at=bindparam("now"))
 
 
 def record_outcome(
@@ -62,26 +74,26 @@ def advance_in(conn: Connection, t: Any, advance: Advance, now: datetime, counte
     Only if the enrollment still points at that step (a guard against double advances);
     a stopped enrollment keeps its state, a paused one keeps waiting with its due time.
     """
+    nxt = advance.next
+    if nxt is not None:
+        conn.execute(_ADVANCE_COUNTED if counted else _ADVANCE, {
+            "eid": t.enrollment_id, "si": t.step_index, "oc": t.occurrence, "now": now,
+            "v_si": nxt.step_index, "v_oc": nxt.occurrence, "v_due": nxt.due_at})
+        return
     values: dict[str, Any] = {"updated_at": now}
     if counted:
         values.update(touch_number=E.c.touch_number + 1, last_touch_at=now)
-    live = E.c.state.in_(LIVE)
-    if advance.next is not None:
-        values.update(step_index=advance.next.step_index, occurrence=advance.next.occurrence,
-                      next_due_at=case((live, advance.next.due_at), else_=None))
-    else:
-        values.update(next_due_at=None,
-                      state=case((live, EnrollmentState.finished.value), else_=E.c.state))
-    was_live = conn.execute(select(E.c.state).where(E.c.id == t.enrollment_id)).scalar() in LIVE
-    done = conn.execute(update(E).where(
-        E.c.id == t.enrollment_id, E.c.step_index == t.step_index,
-        E.c.occurrence == t.occurrence,
-    ).values(values)).rowcount
-    if done and advance.next is None and was_live:
-        events.log(conn, "enrollment_finished", now, t.lead_id, t.enrollment_id)
-        if advance.follow_on is not None:
-            _enroll_follow_on(conn, t.lead_id, advance.follow_on.sequence,
-                              advance.follow_on.next, now, t.sequence)
+    at_step = (E.c.id == t.enrollment_id, E.c.step_index == t.step_index,
+               E.c.occurrence == t.occurrence)
+    finished = conn.execute(update(E).where(*at_step, E.c.state.in_(LIVE)).values(
+        next_due_at=None, state=EnrollmentState.finished.value, **values)).rowcount
+    if not finished:  # stopped or handed off meanwhile: keep that state, count the touch
+        conn.execute(update(E).where(*at_step).values(values))
+        return
+    events.log(conn, "enrollment_finished", now, t.lead_id, t.enrollment_id)
+    if advance.follow_on is not None:
+        _enroll_follow_on(conn, t.lead_id, advance.follow_on.sequence, advance.follow_on.next,
+                          now, t.sequence)
 
 
 def _enroll_follow_on(conn: Connection, lead_id: int, sequence: str, nxt: Any,
@@ -116,4 +128,13 @@ def stop(conn: Connection, enrollment_id: int, lead_id: int, reason: str, now: d
 
 
 def set_touch(conn: Connection, t: Any, **values: Any) -> None:
-    conn.execute(update(T).where(T.c.id == t.id).values(**values))
+    """UPDATE touch SET values WHERE id = t.id (statements cached by the columns they set)."""
+    key = tuple(sorted(values))
+    stmt = _SET_TOUCH.get(key)
+    if stmt is None:
+        stmt = _SET_TOUCH[key] = update(T).where(T.c.id == bindparam("_id")).values(
+            {k: bindparam(f"v_{k}") for k in key})
+    conn.execute(stmt, {"_id": t.id, **{f"v_{k}": v for k, v in values.items()}})
+
+
+_SET_TOUCH: dict[tuple[str, ...], Any] = {}

@@ -1,0 +1,107 @@
+"""Group commit for SQLite: writers that arrive together share one transaction and one fsync.
+
+SQLite has one writer at a time and, with synchronous=FULL, every COMMIT waits for the disk.
+Here each writer runs its body in a SAVEPOINT of a shared transaction, one body at a time.
+The last writer of a burst (no one queued behind it) commits for all; the others wait for
+that commit, so nobody returns before its writes are durable. A body that raises rolls back
+its own savepoint only; a failed COMMIT fails every writer of that group.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, RootTransaction
+
+
+class GroupCommit:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._turn = threading.Condition()  # held while a body runs; waited on for commits
+        self._queue = threading.Lock()  # guards `_arriving` (taken without `_turn`)
+        self._arriving = 0  # writers that want `_turn` and do not have it yet
+        self._conn: Connection | None = None
+        self._txn: RootTransaction | None = None
+        self._epoch = 0  # number of group commits so far
+        self._failures: dict[int, BaseException] = {}
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self._queue:
+            self._arriving += 1
+        with self._turn:
+            with self._queue:
+                self._arriving -= 1
+            alone = self._txn is None  # no one's writes wait in the open transaction
+            conn = self._open()
+            # Alone, the transaction is ours: no savepoint needed (two statements saved).
+            savepoint = None if alone else conn.begin_nested()
+            try:
+                yield conn
+            except BaseException:
+                if savepoint is not None:
+                    savepoint.rollback()
+                    self._commit_if_last()
+                else:
+                    self._rollback()
+                raise
+            if savepoint is not None:
+                savepoint.commit()
+            self._commit_if_last(wait=True)
+
+    def _open(self) -> Connection:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        if self._txn is None:
+            self._txn = self._conn.begin()  # BEGIN IMMEDIATE (see db.py)
+        return self._conn
+
+    def _rollback(self) -> None:
+        txn, self._txn = self._txn, None
+        try:
+            if txn is not None:
+                txn.rollback()
+        except BaseException:
+            self._discard()
+
+    def _commit_if_last(self, wait: bool = False) -> None:
+        """Commit now if nobody is queued; otherwise let the last one commit for us."""
+        epoch = self._epoch
+        with self._queue:
+            others = self._arriving > 0
+        if not others:
+            self._commit()
+        elif wait:
+            while self._epoch == epoch:
+                self._turn.wait()
+        error = self._failures.get(epoch) if wait else None
+        if error is not None:
+            raise error
+
+    def _commit(self) -> None:
+        txn, self._txn = self._txn, None
+        try:
+            if txn is not None:
+                txn.commit()
+        except BaseException as exc:  # every writer of this group learns it failed
+            self._failures[self._epoch] = exc
+            self._discard()
+        finally:
+            self._epoch += 1
+            self._turn.notify_all()
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.invalidate()
+
+    def close(self) -> None:
+        with self._turn:
+            if self._txn is not None:
+                self._txn.rollback()
+                self._txn = None
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
