@@ -194,6 +194,8 @@ class MailboxWatcher:
             wait = min(wait, self.cfg.poll_seconds)
         deadline = time.monotonic() + wait
         client.idle()
+        if _buffered(client):
+            deadline = 0.0  # news arrived with "+ idling": leave IDLE and catch up now
         while not self.stop.is_set() and time.monotonic() < deadline:
             if self._idle_check(client, min(CHECK_SECONDS, deadline - time.monotonic())):
                 break
@@ -296,3 +298,23 @@ class MailboxWatcher:
     def _show(self, folder: str, last_uid: int) -> None:
         if self._status.last_uid.get(folder) != last_uid:
             self._set(last_uid={**self._status.last_uid, folder: last_uid})
+
+
+def _buffered(client: IMAPClient) -> bool:
+    """Has imaplib already read server lines that nobody parsed?
+
+    Mail that arrives between the catch-up and IDLE is announced (`* n EXISTS`) in the same
+    packet as the server's "+ idling"; imaplib's buffered reader takes both, so poll() on the
+    socket never fires and the reply would wait for the next IDLE renew (minutes). Found by
+    bench/reply_latency.py.
+    """
+    sock = client.socket()
+    previous = sock.gettimeout()
+    sock.settimeout(0.0)  # peek must not wait when nothing is buffered
+    try:
+        return bool(client._imap.file.peek(1))
+    except OSError:
+        return False
+    finally:
+        sock.settimeout(previous)
+
