@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from engine.domain.correlation import MatchKey, parse_message_id
@@ -125,7 +125,9 @@ class InboundStore:
         """
         try:
             with self.db.write() as conn:
-                yield InboundTx(conn, self.db.is_postgres, now)
+                tx = InboundTx(conn, self.db.is_postgres, now)
+                yield tx
+                tx.flush()
         except IntegrityError as exc:
             raise ConcurrentUpdate(f"inbound message recorded concurrently: {exc.orig}") from exc
         except OperationalError as exc:
@@ -148,9 +150,11 @@ def resume_paused(conn: Connection, sequences: Sequence[str], now: datetime,
 
     Their next step keeps its due time, so one that fell due during the pause is due now.
     """
+    # A literal state matches the partial index ix_enrollment_paused; `sequence || ''` keeps
+    # the planner off the sequence index (a scan of every enrollment at each claim).
     q = select(E.c.id, E.c.lead_id).where(
-        E.c.state == EnrollmentState.paused.value, E.c.paused_until <= now,
-        E.c.sequence.in_(list(sequences)))
+        E.c.state == literal_column("'paused'"), E.c.paused_until <= now,
+        E.c.sequence.concat("").in_(list(sequences)))
     rows = conn.execute(q.with_for_update(skip_locked=True) if skip_locked else q).all()
     if not rows:
         return 0
@@ -181,6 +185,11 @@ class InboundTx:
 
     def __init__(self, conn: Connection, is_postgres: bool, now: datetime) -> None:
         self.conn, self.is_postgres, self.now = conn, is_postgres, now
+        self._events: list[dict[str, Any]] = []  # written in one INSERT at the end
+
+    def flush(self) -> None:
+        events.log_many(self.conn, self._events)
+        self._events = []
 
     def duplicate(self, mailbox: str, folder: str, uidvalidity: int, uid: int,
                   message_id: str) -> Duplicate | None:
@@ -234,7 +243,8 @@ class InboundTx:
 
     def log(self, kind: str, lead_id: int | None, enrollment_id: int | None = None,
             **data: Any) -> None:
-        events.log(self.conn, kind, self.now, lead_id, enrollment_id, **data)
+        self._events.append({"kind": kind, "at": self.now, "lead_id": lead_id,
+                             "enrollment_id": enrollment_id, "data": data})
 
     # --- acting on enrollments and touches ---------------------------------------------------
 
@@ -279,6 +289,7 @@ class InboundTx:
 
     def suppress(self, email: str, reason: str, source: str) -> bool:
         """Suppress an address (and stop its lead's live enrollments); False if it was."""
+        self.flush()  # suppress_in logs at once: keep the timeline in order
         return suppress_in(self.conn, email, reason, source, self.now)
 
     def count_soft_bounce(self, email: str) -> int:

@@ -263,9 +263,9 @@ def _insert_enrollments(
             "next_due_at": nxt.due_at if nxt else None, "paused_until": None,
             "enrolled_at": now, "last_touch_at": None, "updated_at": now, "source": source,
         })
-    ids = conn.execute(
-        insert(E).returning(E.c.id, sort_by_parameter_order=True), rows
-    ).scalars().all()
+    # One multi-row INSERT, matched back by lead (one enrollment each in a batch).
+    by_lead = dict(conn.execute(insert(E).returning(E.c.lead_id, E.c.id), rows).all())
+    ids = [by_lead[lead.id] for lead in leads]
     events.log_many(conn, (
         {"kind": "enrolled", "at": now, "lead_id": lead.id, "enrollment_id": eid,
          "data": {"sequence": sequence, "source": source,

@@ -108,8 +108,11 @@ class QueueStore:
             due = [DueEnrollment(*r) for r in conn.execute(self._skip_locked(
                 select(E.c.id, E.c.lead_id, E.c.sequence, E.c.step_index, E.c.occurrence,
                        E.c.touch_number, E.c.next_due_at)
+                # `sequence || ''` keeps the planner off the sequence index: walking the due
+                # index in time order reads ~limit rows; the sequence index would read and
+                # sort every enrollment of the sequence (0.4 s at a million).
                 .where(E.c.state == ACTIVE, E.c.next_due_at <= now,
-                       E.c.sequence.in_(list(sequences)))
+                       E.c.sequence.concat("").in_(list(sequences)))
                 .order_by(E.c.next_due_at).limit(limit)
             ))]
             if not due:
@@ -146,12 +149,13 @@ class QueueStore:
             return []
         try:
             with conn.begin_nested():
-                ids = conn.execute(
-                    insert(T).returning(T.c.id, sort_by_parameter_order=True), rows
-                ).scalars().all()
+                # One multi-row INSERT; rows are matched back by enrollment (one touch each),
+                # since asking for parameter order makes SQLite insert row by row.
+                ids = dict(conn.execute(
+                    insert(T).returning(T.c.enrollment_id, T.c.id), rows).all())
         except IntegrityError:
             return self._insert_one_by_one(conn, rows, now)
-        return [{**r, "id": i} for r, i in zip(rows, ids, strict=True)]
+        return [{**r, "id": ids[r["enrollment_id"]]} for r in rows]
 
     def _insert_one_by_one(
         self, conn: Connection, rows: list[dict[str, Any]], now: datetime

@@ -45,6 +45,12 @@ class Enrollment(SQLModel, table=True):
             sqlite_where=text("state = 'active'"),
             postgresql_where=text("state = 'active'"),
         ),
+        # Pauses that end (checked with every claim): only paused rows are indexed.
+        Index(
+            "ix_enrollment_paused", "paused_until",
+            sqlite_where=text("state = 'paused'"),
+            postgresql_where=text("state = 'paused'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
