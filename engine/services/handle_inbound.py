@@ -162,9 +162,7 @@ class HandleInbound:
         return self.handle(raw)
 
     def handle(self, raw: RawMessage) -> Handled:
-        seen = self.store.duplicate(raw.mailbox, raw.folder, raw.uidvalidity, raw.uid, "")
-        if seen is not None:
-            return Handled(seen.inbound_id, "", duplicate=seen.why)
+        # Duplicates (same UID, same Message-ID) are found inside the transaction.
         return self.record(raw, self.read(raw.raw))
 
     def record(self, raw: RawMessage, reading: Reading) -> Handled:
@@ -341,8 +339,10 @@ class Act:
                 continue  # already paused for longer
             self.tx.pause(e.id, until)
             self.done.paused[e.id] = until
+            back = verdict.return_date
             self.tx.log("enrollment_paused", self.lead.id, e.id, until=until,
-                        return_date=verdict.return_date, inbound_id=self.inbound_id)
+                        return_date=back.isoformat() if back else None,
+                        inbound_id=self.inbound_id)
 
     def bounce(self, verdict: Classification, hard: bool) -> None:
         addresses = list(verdict.failed_recipients) or [self.lead.email]
