@@ -131,6 +131,7 @@ class Dovecot:
 
     def _prepare(self) -> None:
         # Mail processes run as `nobody` under root: they must reach and own the maildirs.
+        self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         for sub in ("run", "state", "home"):
             (self.root / sub).mkdir(exist_ok=True)
