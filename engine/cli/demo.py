@@ -50,7 +50,12 @@ def demo(
 ) -> None:
     """Run the whole loop on a bundled example: enroll, first touch, reply, rep queue."""
     from engine.devservers.dovecot import Dovecot, dovecot_available, free_port
-    from engine.devservers.relay import Relay
+
+    try:
+        from engine.devservers.relay import Relay
+    except ImportError:
+        raise ConfigError("the demo's local relay needs aiosmtpd: run `make demo`, or "
+                          "pip install -e '.[test]'") from None
 
     if not dovecot_available():
         raise ConfigError("the demo needs Dovecot: run `make demo` (it installs "
