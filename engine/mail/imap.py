@@ -175,11 +175,16 @@ class MailboxWatcher:
         # The first folder is examined last so that IDLE can start on it without a re-select.
         order = [*self.cfg.folders[1:], self.cfg.folders[0]]
         while not self.stop.is_set():
+            before = self._status.handled + self._status.handle_failures
             for folder in order:
                 self._catch_up(client, folder)
                 if self.stop.is_set():
                     return
             self._caught_up = True
+            if self._status.handled + self._status.handle_failures > before:
+                # Mail that came while these were handled is found by looking again now;
+                # IDLE would only hear of it after the server's notify delay (Dovecot: 0.5 s).
+                continue
             if use_idle:
                 self._idle(client)
             else:
