@@ -9,15 +9,23 @@ Subprocess:   python -m tests.servers.smtp_sink --port 0 --record out.jsonl --fa
 Faults (comma-separated key=value): tempfail=N (451 for the first N attempts of each
 Message-ID), tempfail_rate=P, reject=a@x|@bad.example (550 5.1.1 at RCPT for these addresses
 or domains), drop=N (close the connection instead of answering DATA, first N attempts per
-Message-ID: the message is not kept), drop_rate=P, ack_loss_rate=P (keep the message, then
-close before the 250: the RFC 1047 duplicate), slow=SECONDS (before each RCPT and DATA reply),
-quota_after=N (550 5.4.5 quota exceeded once N messages were accepted), seed=N.
+Message-ID: the message is NOT kept, the connection dies before the sink accepts anything),
+drop_rate=P, ack_loss=N (keep the message, then close before the 250, first N attempts per
+Message-ID: the RFC 1047 duplicate, a copy was accepted but the client cannot know),
+ack_loss_rate=P, slow=SECONDS (before each RCPT and DATA reply), quota_after=N (550 5.4.5
+quota exceeded once N messages were accepted), seed=N. `ack_lost` counts, per Message-ID,
+the accepted copies whose 250 was withheld (the record line says "ack_lost": true).
+
+sent_imap=imap://user:password@127.0.0.1:PORT/Sent (SmtpSink(sent_imap=...), or --sent-imap)
+files every accepted message in that IMAP folder before the 250, as Gmail and Exchange file
+a copy of what is submitted: the engine's reaper can then find an in-doubt Message-ID there.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import imaplib
 import json
 import random
 import re
@@ -31,6 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -46,6 +55,7 @@ class Faults:
     drop: int = 0
     drop_rate: float = 0.0
     ack_loss_rate: float = 0.0
+    ack_loss: int = 0
     slow: float = 0.0
     quota_after: int = 0
     seed: int = 0
@@ -57,7 +67,7 @@ class Faults:
             key, _, value = part.partition("=")
             if key == "reject":
                 faults.reject = tuple(v.strip().lower() for v in value.split("|") if v.strip())
-            elif key in ("tempfail", "drop", "quota_after", "seed"):
+            elif key in ("tempfail", "drop", "ack_loss", "quota_after", "seed"):
                 setattr(faults, key, int(value))
             elif key in ("tempfail_rate", "drop_rate", "ack_loss_rate", "slow"):
                 setattr(faults, key, float(value))
@@ -79,9 +89,11 @@ class Received:
 class _Handler:
     faults: Faults
     record: Path | None = None
+    sent_imap: str = ""  # file accepted messages in this IMAP folder before the 250
     received: list[Received] = field(default_factory=list)
     attempts: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)  # what each fault did, for tests
+    ack_lost: Counter[str] = field(default_factory=Counter)  # kept, 250 withheld (RFC 1047)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.faults.seed)
@@ -114,10 +126,16 @@ class _Handler:
         if n <= f.tempfail or self.rng.random() < f.tempfail_rate:
             self.refused["tempfail"] += 1
             return "451 4.3.0 Temporary failure, please try again later"
-        self._keep(Received(mid, envelope.mail_from or "", tuple(envelope.rcpt_tos), raw,
-                            time.time()))
-        if self.rng.random() < f.ack_loss_rate:
+        if self.sent_imap:
+            await asyncio.to_thread(_file_in_folder, self.sent_imap, raw)
+        # Decided before keeping, so the record line can say the 250 was withheld.
+        lose_ack = n <= f.ack_loss or self.rng.random() < f.ack_loss_rate
+        if lose_ack:
             self.refused["ack_loss"] += 1
+            self.ack_lost[mid] += 1
+        self._keep(Received(mid, envelope.mail_from or "", tuple(envelope.rcpt_tos), raw,
+                            time.time()), lose_ack)
+        if lose_ack:
             _drop(server)
         return "250 2.0.0 Ok: queued"
 
@@ -125,12 +143,12 @@ class _Handler:
         if self.faults.slow:
             await asyncio.sleep(self.faults.slow)
 
-    def _keep(self, msg: Received) -> None:
+    def _keep(self, msg: Received, ack_lost: bool = False) -> None:
         with self.lock:
             self.received.append(msg)
             if self.record is not None:
                 line = json.dumps({"message_id": msg.message_id, "mail_from": msg.mail_from,
-                                   "rcpt": list(msg.rcpt), "at": msg.at,
+                                   "rcpt": list(msg.rcpt), "at": msg.at, "ack_lost": ack_lost,
                                    "raw": msg.raw.decode("utf-8", "replace")})
                 with self.record.open("a") as f:
                     f.write(line + "\n")
@@ -142,11 +160,27 @@ def _drop(server: SMTP) -> None:
         transport.abort()
 
 
+def _file_in_folder(url: str, raw: bytes) -> None:
+    """APPEND `raw` to imap://user:password@host:port/Folder (one short session)."""
+    u = urlsplit(url)
+    folder = unquote(u.path.lstrip("/")) or "Sent"
+    imap = imaplib.IMAP4(u.hostname or "127.0.0.1", u.port or 143, timeout=10)
+    try:
+        imap.login(unquote(u.username or ""), unquote(u.password or ""))
+        imap.create(folder)  # NO when it exists already: fine
+        status, data = imap.append(folder, "(\\Seen)", None, raw)
+        if status != "OK":
+            raise RuntimeError(f"APPEND to {folder} failed: {data!r}")
+    finally:
+        imap.logout()
+
+
 class SmtpSink:
     """The sink on 127.0.0.1, port chosen by the OS, in a thread of its own."""
 
-    def __init__(self, faults: Faults | None = None, record: Path | None = None) -> None:
-        self.handler = _Handler(faults or Faults(), record)
+    def __init__(self, faults: Faults | None = None, record: Path | None = None,
+                 sent_imap: str = "") -> None:
+        self.handler = _Handler(faults or Faults(), record, sent_imap)
         self.port = 0
         self.sessions = 0  # SMTP connections accepted, to check connection reuse
         self._loop = asyncio.new_event_loop()
@@ -210,15 +244,16 @@ def smtp_sink() -> Iterator[SmtpSink]:
 class SinkProcess:
     """The sink as a separate process (it outlives an engine that is killed with -9)."""
 
-    def __init__(self, record: Path, faults: str = "") -> None:
-        self.record, self.faults = record, faults
+    def __init__(self, record: Path, faults: str = "", sent_imap: str = "") -> None:
+        self.record, self.faults, self.sent_imap = record, faults, sent_imap
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
 
     def __enter__(self) -> SinkProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.servers.smtp_sink", "--port", "0",
-             "--record", str(self.record), "--faults", self.faults],
+             "--record", str(self.record), "--faults", self.faults,
+             "--sent-imap", self.sent_imap],
             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -246,8 +281,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--record", type=Path, required=True)
     parser.add_argument("--faults", default="")
+    parser.add_argument("--sent-imap", default="", help="file accepted mail in this folder: "
+                        "imap://user:password@127.0.0.1:PORT/Sent")
     args = parser.parse_args(argv)
-    sink = SmtpSink(Faults.parse(args.faults), args.record)
+    sink = SmtpSink(Faults.parse(args.faults), args.record, args.sent_imap)
     if args.port:
         raise SystemExit("only --port 0 (a free port chosen by the OS) is supported")
     sink.start()
