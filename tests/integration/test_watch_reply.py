@@ -294,3 +294,16 @@ def test_the_watcher_survives_a_dovecot_restart_and_misses_nothing(
         from engine.store.tables import InboundMessage
         rows = conn.execute(select(InboundMessage.__table__.c.id)).all()
     assert len(rows) == len(leads)  # each reply recorded once
+
+
+def test_a_dead_watcher_stops_the_daemon_loudly(make_rig: Callable[..., Rig]) -> None:
+    """The cursor store failing ends the watcher thread; the daemon stops with TaskDied."""
+    from engine.daemon.runner import TaskDied
+
+    rig = make_rig()
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("cursor table gone")
+    rig.app.store.cursors.save = broken  # type: ignore[method-assign]
+    with pytest.raises(TaskDied, match="watch:sales"):
+        asyncio.run(rig.daemon.run())
