@@ -14,12 +14,13 @@ import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
+from typing import Any
 
 import structlog
 
 from engine.app import App
 from engine.daemon.runner import Daemon
-from engine.mail.imap import MailboxWatcher, WatcherStatus
+from engine.mail.imap import MailboxWatcher, RawInbound, WatcherStatus
 from engine.services.handle_inbound import HandleInbound, HandoffEvent
 
 log = structlog.get_logger("nurture.watchers")
@@ -33,7 +34,7 @@ class Watchers:
         self.app = app
         self.watchers: dict[str, MailboxWatcher] = {}
         self._handle: HandleInbound | None = None
-        self._pending: set[concurrent.futures.Future[object]] = set()
+        self._pending: set[concurrent.futures.Future[Any]] = set()
 
     @property
     def mailboxes(self) -> list[str]:
@@ -62,8 +63,9 @@ class Watchers:
                                   name=f"watch:{mailbox}", daemon=True)
         thread.start()
         stopping = asyncio.ensure_future(stop.wait())
+        waiters: set[asyncio.Future[Any]] = {done, stopping}
         try:
-            await asyncio.wait({done, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
             halt.set()
             stopping.cancel()
@@ -77,9 +79,12 @@ class Watchers:
         s = self.app.settings
         cfg = s.mailboxes[mailbox].imap
         assert cfg is not None
+        handle = self._handler(loop)
+
+        def hand_over(msg: RawInbound) -> None:
+            handle(msg)
         watcher = MailboxWatcher(mailbox, cfg, s.secret(cfg.password_env),
-                                 self.app.store.cursors, self._handler(loop), halt,
-                                 since=self._since)
+                                 self.app.store.cursors, hand_over, halt, since=self._since)
         self.watchers[mailbox] = watcher
         return watcher
 
@@ -93,10 +98,10 @@ class Watchers:
     def _notify(self, event: HandoffEvent, loop: asyncio.AbstractEventLoop) -> None:
         """From the watcher thread: tell the rep on the loop, without waiting for it."""
         future = asyncio.run_coroutine_threadsafe(self.app.notifier.notify(event), loop)
-        self._pending.add(future)  # type: ignore[arg-type]
+        self._pending.add(future)
         future.add_done_callback(self._notified)
 
-    def _notified(self, future: concurrent.futures.Future[object]) -> None:
+    def _notified(self, future: concurrent.futures.Future[Any]) -> None:
         self._pending.discard(future)
         if not future.cancelled() and future.exception() is not None:
             log.error("handoff_notify_failed", error=repr(future.exception()))

@@ -47,30 +47,45 @@ REPLIED = "replied"
 class RawMessage(Protocol):
     """engine.mail.imap.RawInbound, structurally."""
 
-    mailbox: str
-    folder: str
-    uidvalidity: int
-    uid: int
-    raw: bytes
+    @property
+    def mailbox(self) -> str: ...
+    @property
+    def folder(self) -> str: ...
+    @property
+    def uidvalidity(self) -> int: ...
+    @property
+    def uid(self) -> int: ...
+    @property
+    def raw(self) -> bytes: ...
 
 
 class LiveEnrollment(Protocol):
-    id: int
-    sequence: str
-    state: str
-    paused_until: datetime | None
+    @property
+    def id(self) -> int: ...
+    @property
+    def sequence(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def paused_until(self) -> datetime | None: ...
 
 
 class Matched(Protocol):
-    lead_id: int
-    touch_id: int | None
-    by: str
-    sequence: str
+    @property
+    def lead_id(self) -> int: ...
+    @property
+    def touch_id(self) -> int | None: ...
+    @property
+    def by(self) -> str: ...
+    @property
+    def sequence(self) -> str: ...
 
 
 class Duplicate(Protocol):
-    inbound_id: int
-    why: str
+    @property
+    def inbound_id(self) -> int: ...
+    @property
+    def why(self) -> str: ...
 
 
 class InboundTx(Protocol):
