@@ -3,7 +3,8 @@
 SQLite is the default and runs one writer at a time: write transactions start with
 `BEGIN IMMEDIATE` (a deferred BEGIN that later upgrades to a write can fail with SQLITE_BUSY
 despite busy_timeout) and, inside one process, share one transaction and its fsync (group
-commit) rather than queue on SQLite's sleeping busy handler. PostgreSQL is used through psycopg 3 and claims with SKIP LOCKED.
+commit) rather than queue on SQLite's sleeping busy handler. PostgreSQL is used through
+psycopg 3 and claims with SKIP LOCKED.
 """
 
 from __future__ import annotations
