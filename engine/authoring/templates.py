@@ -145,6 +145,10 @@ class Renderer:
         self._plain = _environment(loader, autoescape=False)
         self._html = _environment(loader, autoescape=True)
         self._markdown = _environment(loader, autoescape=True, finalize=markup.markdown_finalize)
+        # The send loop renders the same few templates thousands of times: keep the parsed
+        # front matter (re-read when the file changes) and the compiled subjects and notes.
+        self._fronts: dict[str, tuple[int, str, FrontMatter]] = {}
+        self._strings: dict[str, jinja2.Template] = {}
 
     def exists(self, name: str) -> bool:
         return (self.templates_dir / name).is_file()
@@ -163,7 +167,7 @@ class Renderer:
             raise RenderError(name, 1, "no subject; start the file with a front-matter block: "
                                        "'---', 'subject: \"...\"', '---'")
         with self._errors(name, front.subject_line, context):
-            subject = self._plain.from_string(front.subject).render(context)
+            subject = self._compiled(front.subject).render(context)
         subject = markup.check_subject(subject, name, front.subject_line)
         with self._errors(name, context=context):
             body = self._env(kind).get_template(name).render(context)
@@ -177,9 +181,28 @@ class Renderer:
     def render_text(self, source: str, context: Mapping[str, Any], name: str = "<note>") -> str:
         """A short text (a task note) with the same rules, no HTML."""
         with self._errors(name, context=context):
-            return self._plain.from_string(source).render(context).strip()
+            return self._compiled(source).render(context).strip()
+
+    def _compiled(self, source: str) -> jinja2.Template:
+        template = self._strings.get(source)
+        if template is None:
+            template = self._strings[source] = self._plain.from_string(source)
+        return template
 
     def _front(self, name: str) -> tuple[str, FrontMatter]:
+        path = self.templates_dir / name
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            mtime = -1
+        cached = self._fronts.get(name)
+        if cached is not None and cached[0] == mtime:
+            return cached[1], cached[2]
+        kind, front = self._read_front(name)
+        self._fronts[name] = (mtime, kind, front)
+        return kind, front
+
+    def _read_front(self, name: str) -> tuple[str, FrontMatter]:
         kind = next((k for k in KINDS if name.endswith(k)), None)
         if kind is None:
             raise RenderError(name, None, "unknown kind of template; name it *.md.j2 (Markdown),"
