@@ -17,7 +17,7 @@ import structlog
 
 from engine.domain.states import TouchState
 from engine.domain.touch import TouchRecord
-from engine.errors import MailboxError
+from engine.errors import InvalidTransition, MailboxError
 from engine.services.planning import Planning
 from engine.services.ports import Catalog, Clock, SentCopy, WorkerStore
 
@@ -68,8 +68,14 @@ class Recovery:
         if how == "sent" and seq is not None:
             advance = self.plan.advance(seq, record.lead, claim.step_index, claim.occurrence,
                                         self.clock.now())
-        await asyncio.to_thread(self.workers.settle, claim.touch_id, claim.fence, SENDING, how,
-                                self.clock.now(), advance, "reaper")
+        try:
+            await asyncio.to_thread(self.workers.settle, claim.touch_id, claim.fence, SENDING,
+                                    how, self.clock.now(), advance, "reaper")
+        except InvalidTransition:
+            # Another worker's reaper settled it between our read and now: its decision
+            # stands (the fence and state checks in settle are what make that safe).
+            log.info("touch_in_doubt_settled_elsewhere", touch_id=claim.touch_id)
+            return
         getattr(report, {"sent": "sent", "resend": "resent", "hold": "held"}[how]).append(
             claim.touch_id)
         log.warning("touch_in_doubt", touch_id=claim.touch_id, message_id=claim.message_id,

@@ -74,22 +74,24 @@ class WorkerStore:
     def reap(self, now: datetime, alive_since: datetime,
              dead: Collection[str] = ()) -> tuple[int, list[TouchRecord]]:
         """Release dead workers' claims; return (released, their in-doubt `sending` touches)."""
+        dead = list(dead)
         with self.db.write() as conn:
-            if dead:
-                conn.execute(delete(W).where(W.c.name.in_(list(dead))))
-            live = list(conn.execute(select(W.c.name).where(W.c.heartbeat_at >= alive_since))
-                        .scalars())
+            # A dead worker's row stays until its in-doubt touches are settled (deleted below
+            # once it holds none): a reaper killed before settling leaves it recognisable, so
+            # the next restart settles them at once instead of after their lease.
+            live = list(conn.execute(select(W.c.name).where(
+                W.c.heartbeat_at >= alive_since, W.c.name.not_in(dead))).scalars())
             orphan = not_(T.c.claimed_by.in_(live)) if live else T.c.claimed_by.isnot(None)
-            gone = or_(T.c.lease_until < now,
-                       T.c.claimed_by.in_(list(dead)) if dead else false())
+            gone = or_(T.c.lease_until < now, T.c.claimed_by.in_(dead) if dead else false())
             released = conn.execute(update(T).where(
                 T.c.state == CLAIMED, T.c.retry_at.is_(None), orphan, gone,
             ).values(retry_at=now, claimed_by="", lease_until=None)).rowcount
             rows = conn.execute(select(T, L).join(L, L.c.id == T.c.lead_id).where(
                 T.c.state == TouchState.sending.value, orphan, gone)).all()
             holders = select(T.c.claimed_by).where(T.c.state.in_(HELD))
-            conn.execute(delete(W).where(W.c.heartbeat_at < alive_since,
-                                         W.c.name.not_in(holders)))
+            conn.execute(delete(W).where(
+                or_(W.c.heartbeat_at < alive_since, W.c.name.in_(dead)),
+                W.c.name.not_in(holders)))
         return released, [_record(r) for r in rows]
 
     # --- settling one touch by hand or after a crash ---------------------------------------
