@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 from engine.settings import Settings
 
 if TYPE_CHECKING:
-    from engine.authoring.catalog import Catalog
-    from engine.authoring.templates import Renderer
+    from engine.authoring.live import LiveCatalog, LiveRenderer
     from engine.mail.imap_sent import SentFolder
     from engine.mail.smtp import SmtpSender
     from engine.services.enroll import Enroller
@@ -75,18 +74,21 @@ class App:
         return Store(self.settings.database_url)
 
     @cached_property
-    def catalog(self) -> Catalog:
+    def catalog(self) -> LiveCatalog:
+        """The sequences as validated; `nurture run` swaps in a new snapshot on reload."""
         from engine.authoring.catalog import load_catalog
+        from engine.authoring.live import LiveCatalog
 
         s = self.settings
-        return load_catalog(s.sequences_dir, s.templates_dir, list(s.mailboxes),
-                            s.default_timezone)
+        return LiveCatalog(lambda: load_catalog(s.sequences_dir, s.templates_dir,
+                                                list(s.mailboxes), s.default_timezone))
 
     @cached_property
-    def renderer(self) -> Renderer:
-        from engine.authoring.templates import Renderer
+    def renderer(self) -> LiveRenderer:
+        """The templates of the catalog in use, exactly as they were validated."""
+        from engine.authoring.live import LiveRenderer
 
-        return Renderer(self.settings.templates_dir)
+        return LiveRenderer(self.catalog)
 
     @cached_property
     def sender(self) -> SmtpSender:

@@ -7,6 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.authoring.templates import Renderer
 from engine.authoring.validate import all_problems, check_files
 from engine.domain.sequence import Sequence
 from engine.errors import AuthoringError, Problem, UnknownSequence
@@ -21,6 +22,8 @@ class Catalog:
     files: dict[str, Path] = field(default_factory=dict)
     broken: dict[str, list[Problem]] = field(default_factory=dict)  # name -> its file's problems
     templates_dir: Path = Path("templates")
+    # The templates exactly as validated (frozen), for a daemon to render until it reloads.
+    renderer: Renderer | None = None
 
     def get(self, name: str) -> Sequence:
         """The sequence called `name`; a clear error when it is broken or does not exist."""
@@ -46,8 +49,11 @@ def load_catalog(
     if not sequences_dir.is_dir():
         problem = Problem(str(sequences_dir), None, "the sequences directory does not exist")
         return Catalog(problems=[problem], templates_dir=templates_dir)
-    checked, problems = check_files([sequences_dir], templates_dir, mailboxes, default_timezone)
-    catalog = Catalog(problems=all_problems(checked, problems), templates_dir=templates_dir)
+    renderer = Renderer(templates_dir, frozen=True)
+    checked, problems = check_files([sequences_dir], templates_dir, mailboxes, default_timezone,
+                                    renderer)
+    catalog = Catalog(problems=all_problems(checked, problems), templates_dir=templates_dir,
+                      renderer=renderer)
     for c in checked:
         if c.sequence is not None and not c.problems:
             catalog.sequences[c.sequence.name] = c.sequence

@@ -127,24 +127,32 @@ def _key_line(lines: list[str], key: Any, default: int) -> int:
 
 
 def _environment(loader: jinja2.BaseLoader, autoescape: bool,
-                 finalize: Callable[[Any], Any] | None = None) -> ImmutableSandboxedEnvironment:
+                 finalize: Callable[[Any], Any] | None = None,
+                 frozen: bool = False) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
         loader=loader, autoescape=autoescape, undefined=_Undefined, finalize=finalize,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        auto_reload=not frozen, cache_size=-1 if frozen else 400,
     )
     env.filters.update(FILTERS)
     return env
 
 
 class Renderer:
-    """Renders the templates under one directory."""
+    """Renders the templates under one directory.
 
-    def __init__(self, templates_dir: Path) -> None:
+    `frozen`: a template once read is kept as it was (no re-read when the file changes), so
+    the daemon renders exactly what load_catalog validated until the next reload.
+    """
+
+    def __init__(self, templates_dir: Path, frozen: bool = False) -> None:
         self.templates_dir = Path(templates_dir)
+        self.frozen = frozen
         loader = _Loader(str(self.templates_dir), encoding="utf-8")
-        self._plain = _environment(loader, autoescape=False)
-        self._html = _environment(loader, autoescape=True)
-        self._markdown = _environment(loader, autoescape=True, finalize=markup.markdown_finalize)
+        self._plain = _environment(loader, autoescape=False, frozen=frozen)
+        self._html = _environment(loader, autoescape=True, frozen=frozen)
+        self._markdown = _environment(loader, autoescape=True,
+                                      finalize=markup.markdown_finalize, frozen=frozen)
         # The send loop renders the same few templates thousands of times: keep the parsed
         # front matter (re-read when the file changes) and the compiled subjects and notes.
         self._fronts: dict[str, tuple[int, str, FrontMatter]] = {}
@@ -190,12 +198,14 @@ class Renderer:
         return template
 
     def _front(self, name: str) -> tuple[str, FrontMatter]:
+        cached = self._fronts.get(name)
+        if cached is not None and self.frozen:
+            return cached[1], cached[2]
         path = self.templates_dir / name
         try:
             mtime = path.stat().st_mtime_ns
         except OSError:
             mtime = -1
-        cached = self._fronts.get(name)
         if cached is not None and cached[0] == mtime:
             return cached[1], cached[2]
         kind, front = self._read_front(name)

@@ -55,11 +55,12 @@ def all_problems(checked: list[Checked], problems: list[Problem]) -> list[Proble
 
 def check_files(
     paths: Iterable[Path | str], templates_dir: Path, mailboxes: Collection[str] | None = None,
-    default_timezone: str = "UTC",
+    default_timezone: str = "UTC", renderer: Renderer | None = None,
 ) -> tuple[list[Checked], list[Problem]]:
-    """Each file checked on its own, then together; also problems with the paths themselves."""
+    """Each file checked on its own, then together; also problems with the paths themselves.
+    `renderer` (over templates_dir) is the one to check with, e.g. a frozen one to keep."""
     files, problems = expand(paths)
-    checker = TemplateChecker(Renderer(templates_dir), default_timezone)
+    checker = TemplateChecker(renderer or Renderer(templates_dir), default_timezone)
     checked = [_check_one(path, checker, mailboxes) for path in files]
     _check_names(checked)
     _check_on_finish(checked, _sibling_names(files))

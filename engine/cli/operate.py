@@ -171,29 +171,39 @@ def _csv_rows(path: Path) -> tuple[Any, int]:
 # --- the daemon ---------------------------------------------------------------------------
 
 def run(
-    once: bool = typer.Option(False, "--once", help="One pass: send what is due now, then "
-                                                    "exit (for cron-style hosting)."),
+    once: bool = typer.Option(False, "--once", help="One pass: read new replies in each "
+                                                    "watched mailbox, send what is due now, "
+                                                    "then exit (for cron-style hosting)."),
+    reload_sequences: bool = typer.Option(
+        False, "--reload-sequences", help="Watch sequences/ and templates/ and reload them "
+                                          "when a file changes (SIGHUP always reloads)."),
     config: Path = ConfigOption,
 ) -> None:
-    """Run the engine: send due touches (and whatever else the daemon hosts) until stopped."""
+    """Run the engine: send due touches, watch replies, serve HTTP, until SIGTERM."""
+    import signal
+
     from engine.daemon.logs import configure
     from engine.daemon.runner import Daemon
+    from engine.daemon.watchers import Watchers, add_watchers
 
     app = _app(config)
     configure(app.settings.log_format)
+    if not once:  # a reload asked for before the daemon listens for it must not kill it
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     async def main() -> None:
         daemon = Daemon(app)
         if once:
-            totals = await daemon.run_once()
+            totals = await daemon.run_once(before=Watchers(app).catch_up_once)
             _out().print(", ".join(f"{k} {v}" for k, v in sorted(totals.items()))
                          or "nothing was due")
         else:
             from engine.daemon.http import add_http
-            from engine.daemon.watchers import add_watchers
+            from engine.daemon.reload import add_reload
 
             watchers = add_watchers(daemon)  # one `watch:<mailbox>` task per IMAP mailbox
             add_http(daemon, watchers.status)  # the API, unsubscribe links, rep pages, /healthz
+            add_reload(daemon, watch=reload_sequences)  # SIGHUP (and polling) reloads
             await daemon.run()
     asyncio.run(main())
 

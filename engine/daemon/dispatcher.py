@@ -25,6 +25,9 @@ class Dispatcher:
         self.send, self.clock, self.idle_poll = send, clock, idle_poll
         self.totals: Counter[str] = Counter()
         self._woken = asyncio.Event()
+        # Held for the whole of each pass: a sequence reload swaps the catalog only between
+        # passes, so one pass claims, renders and records with one version of everything.
+        self.between_passes = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def wake(self) -> None:
@@ -60,7 +63,8 @@ class Dispatcher:
                 return self.totals
 
     async def _pass(self) -> PassReport:
-        report = await self.send.run_pass()
+        async with self.between_passes:
+            report = await self.send.run_pass()
         self.totals.update(report.counts)
         self.totals["claimed"] += report.claimed
         return report

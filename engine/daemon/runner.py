@@ -101,12 +101,16 @@ class Daemon:
         await self.app.sender.close()
         log.info("daemon_stopped", worker=self.app.worker_name, **dict(self.dispatcher.totals))
 
-    async def run_once(self) -> Counter[str]:
-        """One pass for cron-style hosting: recover, send what is due now, hand back, return."""
+    async def run_once(self, before: Callable[[], Awaitable[None]] | None = None,
+                       ) -> Counter[str]:
+        """One pass for cron-style hosting: recover, `before` (the replies' catch-up), send
+        what is due now, hand back, return."""
         preflight(self.app)
         await self.heartbeat.register()
         try:
             await self.heartbeat.beat_and_reap()
+            if before is not None:
+                await before()
             return await self.dispatcher.run_once()
         finally:
             await self._shutdown()

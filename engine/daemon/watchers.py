@@ -74,6 +74,21 @@ class Watchers:
         if not stop.is_set():
             raise RuntimeError(f"the watcher of mailbox '{mailbox}' stopped by itself")
 
+    async def catch_up_once(self) -> None:
+        """`run --once`: each watched mailbox caught up once (no IDLE), every message through
+        handle_inbound and rep notifications sent, before anything is sent. MailboxError
+        when a mailbox cannot be read: sending then could follow an unseen reply."""
+        loop = asyncio.get_running_loop()
+        for mailbox in self.mailboxes:
+            watcher = self._watcher(mailbox, loop, threading.Event())
+            try:
+                await asyncio.to_thread(watcher.catch_up_once)
+            finally:
+                await self._drain()
+            st = watcher.status
+            log.info("imap_caught_up", mailbox=mailbox, handled=st.handled,
+                     failed=st.handle_failures, last_uid=st.last_uid)
+
     def _watcher(self, mailbox: str, loop: asyncio.AbstractEventLoop,
                  halt: threading.Event) -> MailboxWatcher:
         s = self.app.settings

@@ -155,6 +155,24 @@ class MailboxWatcher:
         self._set(connected=False)
         self.log.info("imap_watcher_stopped")
 
+    def catch_up_once(self) -> None:
+        """One connection: catch every folder up by UID, then return (`nurture run --once`).
+
+        MailboxError when the server cannot be reached or read: the caller must not send,
+        since a reply may be waiting there unseen.
+        """
+        try:
+            with imap.session(self.cfg, self._password, self.timeout) as client:
+                self._set(connected=True, last_error="")
+                for folder in self.cfg.folders:
+                    self._catch_up(client, folder)
+        except imap.CONNECTION_ERRORS as exc:
+            self._set(last_error=str(exc))
+            raise MailboxError(f"mailbox '{self.mailbox}': cannot catch up on replies at "
+                               f"{self.cfg.host}:{self.cfg.port}: {exc}") from exc
+        finally:
+            self._set(connected=False)
+
     def _session(self) -> bool:
         """One connection until stop or an error; True when it had caught up (a good session)."""
         self._caught_up = False

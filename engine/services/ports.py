@@ -32,9 +32,10 @@ class Clock(Protocol):
 
 
 class Catalog(Protocol):
-    """The loaded sequences (authoring.catalog.Catalog)."""
+    """The loaded sequences (authoring.catalog.Catalog, or the daemon's LiveCatalog)."""
 
-    sequences: dict[str, SequenceModel]
+    @property
+    def sequences(self) -> Mapping[str, SequenceModel]: ...
 
     def get(self, name: str) -> SequenceModel: ...
 

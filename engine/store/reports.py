@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from engine.domain.lead import LeadRecord
 from engine.domain.states import TouchState
 from engine.store.db import Database
-from engine.store.leads import lead_record
+from engine.store.leads import LIVE, lead_record
 from engine.store.queue import ACTIVE, CLAIMED
 from engine.store.tables import Enrollment, Event, Lead, Suppression, Touch
 
@@ -90,6 +90,13 @@ class ReportStore:
                 select(T.c.state, func.count()).group_by(T.c.state)).all())
             st.suppressed = conn.execute(select(func.count()).select_from(S)).scalar() or 0
         return st
+
+    def live_by_sequence(self) -> dict[str, int]:
+        """Enrollments still to be worked (active or paused), counted per sequence."""
+        with self.db.read() as conn:
+            return dict(conn.execute(
+                select(E.c.sequence, func.count()).where(E.c.state.in_(LIVE))
+                .group_by(E.c.sequence)).all())
 
     def enrollments(self, limit: int = 50, sequence: str | None = None,
                     state: str | None = None) -> list[dict[str, Any]]:
