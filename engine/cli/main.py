@@ -11,7 +11,7 @@ import sys
 import typer
 from rich.console import Console
 
-from engine.cli import authoring, demo, handoffs, operate
+from engine.cli import authoring, demo, handoffs, operate, stats
 from engine.errors import NurtureError
 
 app = typer.Typer(
@@ -21,7 +21,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (authoring, operate, handoffs, demo):
+for module in (authoring, operate, handoffs, stats, demo):
     module.register(app)
 
 err = Console(stderr=True)

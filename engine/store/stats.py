@@ -52,10 +52,26 @@ class Counts:
         return statistics.median(self.delays) if self.delays else None
 
 
+    def as_dict(self) -> dict[str, object]:
+        """The JSON form shared by /stats and `nurture stats --json`."""
+        keys = ("name", "enrolled", "sent", "replied", "auto_replied", "bounced",
+                "unsubscribed", "contacted", "reply_rate", "median_to_touch")
+        return {k: getattr(self, k) for k in keys}
+
+
 @dataclass
 class SequenceStats:
     totals: Counts
     steps: list[Counts]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"sequence": self.totals.name, "totals": self.totals.as_dict(),
+                "steps": [c.as_dict() for c in self.steps]}
+
+
+def step_names(sequences: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Sequence name -> its step names (from the loaded sequences), for StatsStore.sequences."""
+    return {name: [step.name for step in seq.steps] for name, seq in sequences.items()}
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from engine.store.stats import step_names
 from engine.web.auth import has_token
 from engine.web.render import page
 from engine.web.state import nurture, sessions
@@ -20,21 +21,10 @@ async def stats(request: Request) -> Response:
     app = nurture(request)
     if not has_token(request, app.settings):
         sessions(request).require_rep(request)
-    names = {name: [step.name for step in seq.steps]
-             for name, seq in app.catalog.sequences.items()}
+    names = step_names(app.catalog.sequences)
     data = await asyncio.to_thread(app.store.stats.sequences, names)
     if "application/json" in request.headers.get("accept", ""):
         from fastapi.responses import JSONResponse
 
-        return JSONResponse([{
-            "sequence": s.totals.name,
-            "totals": _counts(s.totals),
-            "steps": [_counts(c) for c in s.steps],
-        } for s in data])
+        return JSONResponse([s.as_dict() for s in data])
     return page(request, "stats.html", {"sequences": data})
-
-
-def _counts(c: object) -> dict[str, object]:
-    keys = ("name", "enrolled", "sent", "replied", "auto_replied", "bounced", "unsubscribed",
-            "contacted", "reply_rate", "median_to_touch")
-    return {k: getattr(c, k) for k in keys}
