@@ -44,7 +44,10 @@ class Reloader:
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: reload on SIGHUP, and on changed files when watching."""
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+        try:
+            loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+        except (RuntimeError, ValueError):  # a loop outside the main thread: no signals
+            log.warning("reload_signal_unavailable", hint="SIGHUP will not reload")
         try:
             seen = await asyncio.to_thread(fingerprint, *self.dirs) if self.watch else None
             await self._report_unavailable()
