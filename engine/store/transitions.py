@@ -30,6 +30,15 @@ _ADVANCE = update(E).where(
 )
 _ADVANCE_COUNTED = _ADVANCE.values(touch_number=E.c.touch_number + 1,
                                    last_touch_at=bindparam("now"))
+# The last step's finish, built once too (every touch of a one-step sequence comes here).
+_AT_STEP = (E.c.id == bindparam("eid"), E.c.step_index == bindparam("si"),
+            E.c.occurrence == bindparam("oc"))
+_KEEP_STATE = update(E).where(*_AT_STEP).values(updated_at=bindparam("now"))
+_FINISH = _KEEP_STATE.where(E.c.state.in_(LIVE)).values(
+    next_due_at=None, state=EnrollmentState.finished.value)
+_COUNTED = {"touch_number": E.c.touch_number + 1, "last_touch_at": bindparam("now")}
+_FINISHING = {False: (_FINISH, _KEEP_STATE),
+              True: (_FINISH.values(_COUNTED), _KEEP_STATE.values(_COUNTED))}
 
 
 def record_outcome(
@@ -80,15 +89,11 @@ def advance_in(conn: Connection, t: Any, advance: Advance, now: datetime, counte
             "eid": t.enrollment_id, "si": t.step_index, "oc": t.occurrence, "now": now,
             "v_si": nxt.step_index, "v_oc": nxt.occurrence, "v_due": nxt.due_at})
         return
-    values: dict[str, Any] = {"updated_at": now}
-    if counted:
-        values.update(touch_number=E.c.touch_number + 1, last_touch_at=now)
-    at_step = (E.c.id == t.enrollment_id, E.c.step_index == t.step_index,
-               E.c.occurrence == t.occurrence)
-    finished = conn.execute(update(E).where(*at_step, E.c.state.in_(LIVE)).values(
-        next_due_at=None, state=EnrollmentState.finished.value, **values)).rowcount
-    if not finished:  # stopped or handed off meanwhile: keep that state, count the touch
-        conn.execute(update(E).where(*at_step).values(values))
+    finish, keep_state = _FINISHING[counted]
+    params = {"eid": t.enrollment_id, "si": t.step_index, "oc": t.occurrence, "now": now}
+    if not conn.execute(finish, params).rowcount:
+        # stopped or handed off meanwhile: keep that state, count the touch
+        conn.execute(keep_state, params)
         return
     events.log(conn, "enrollment_finished", now, t.lead_id, t.enrollment_id)
     if advance.follow_on is not None:
