@@ -1,7 +1,8 @@
 """The daemon: a set of named asyncio tasks under one monitor, and `run --once`.
 
 Tasks here: `dispatcher` (send due touches), `heartbeat` (heartbeat + reaper) and, on
-PostgreSQL, `listen` (NOTIFY wake-ups). Others add theirs (`http`, `watch:<mailbox>`) with
+PostgreSQL, `listen` (NOTIFY wake-ups) or, on SQLite, `watch_db` (the file changed: another
+process enrolled). Others add theirs (`http`, `watch:<mailbox>`) with
 `Daemon.add` before `run`. If any task dies the daemon stops loudly (exit 1); SIGTERM or
 SIGINT stops it gracefully: no new claims, the SMTP transactions in flight finish and are
 recorded, untouched claims are handed back, exit 0.
@@ -14,6 +15,7 @@ import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 
 import structlog
 
@@ -49,6 +51,12 @@ class Daemon:
 
             url = app.store.db.url
             self._tasks["listen"] = lambda stop: listen(url, self.dispatcher.wake, stop)
+        elif app.store.db.is_sqlite and app.store.db.url.split(":///", 1)[-1] not in (
+                "", ":memory:"):
+            from engine.daemon.wake import watch_sqlite
+
+            path = Path(app.store.db.url.split(":///", 1)[1])
+            self._tasks["watch_db"] = lambda stop: watch_sqlite(path, self.dispatcher.wake, stop)
 
     @property
     def wake(self) -> Callable[[], None]:
