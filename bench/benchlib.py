@@ -1,0 +1,92 @@
+"""Shared by the bench scripts: databases made for a run, percentiles, the machine line, RSS,
+and writing one script's section of bench/README.md without touching the others'."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+PG_ADMIN = os.environ.get("NURTURE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+README = ROOT / "bench" / "README.md"
+
+
+@contextmanager
+def database(kind: str) -> Iterator[str]:
+    """A fresh database URL for one run: an SQLite file, or a PostgreSQL database dropped after."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp:
+            yield f"sqlite:///{tmp}/bench.db"
+        return
+    import psycopg
+
+    name = f"nurture_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}".replace(
+                "postgresql://", "postgresql+psycopg://", 1)
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (inclusive method); the value itself for a single sample."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(p) - 1]
+
+
+def machine() -> str:
+    load = os.getloadavg()[0]
+    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"load average {load:.1f} at the start")
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident set size of this process in MB."""
+    current = peak = 0.0
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                current = int(line.split()[1]) / 1024
+            elif line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) / 1024
+    return current, peak
+
+
+def git_head() -> str:
+    head = (ROOT / ".git" / "HEAD").read_text().strip()
+    if head.startswith("ref: "):
+        ref = ROOT / ".git" / head[5:]
+        if ref.exists():
+            return ref.read_text().strip()[:7]
+        packed = (ROOT / ".git" / "packed-refs").read_text()
+        match = re.search(rf"^(\w+) {re.escape(head[5:])}$", packed, re.MULTILINE)
+        return match.group(1)[:7] if match else "?"
+    return head[:7]
+
+
+def write_section(key: str, title: str, body: str) -> None:
+    """Put `## title` + body in bench/README.md between this script's markers (replacing the
+    previous run's), leaving every other section as it is."""
+    begin, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
+    block = (f"{begin}\n## {title} ({time.strftime('%Y-%m-%d')}, commit {git_head()})\n\n"
+             f"{body.strip()}\n{end}")
+    text = README.read_text() if README.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else (
+        text.rstrip("\n") + "\n\n" + block + "\n")
+    README.write_text(text if text.endswith("\n") else text + "\n")

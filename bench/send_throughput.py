@@ -1,0 +1,184 @@
+"""Send throughput: one nurture process on SQLite vs a bare aiosmtplib loop, same run, same sink.
+
+The sink is aiosmtpd in a process of its own (tests/servers/smtp_sink.py, recording nothing).
+Per repeat and per connection count C, in alternation:
+  bare:   N pre-built messages (the engine's own bytes, Message-ID and recipient varied) over
+          C aiosmtplib connections, each reconnecting after 100 messages as the engine does;
+  engine: N leads enrolled (not timed), then `Daemon.run_once()` (what `nurture run --once`
+          runs: register, reap, claim, begin, render, compose, SMTP, finish, JSON logs) sends
+          them over the mailbox's C pooled connections.
+Ratio = engine msgs/s / bare msgs/s (medians over the repeats). Target >= 0.7.
+
+    python bench/send_throughput.py                  # 2,000 messages, C = 1, 2, 4, 3 repeats
+    python bench/send_throughput.py --quick          # 300 messages, C = 2, 1 repeat
+    python bench/send_throughput.py --write          # and put the table in bench/README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiosmtplib
+from benchlib import database, machine, write_section  # first: puts the repository on sys.path
+
+from engine.app import App
+from engine.daemon.logs import configure
+from engine.daemon.runner import Daemon
+from engine.settings import Settings
+from tests.servers.nurture_proc import SEQUENCE, Project
+from tests.servers.smtp_sink import SinkProcess
+
+PER_CONNECTION = 100  # SmtpConfig.messages_per_connection's default
+SENDER = "sales@example.com"
+_MID = re.compile(rb"^Message-ID: <[^>]+>", re.MULTILINE | re.IGNORECASE)
+_TO = re.compile(rb"^To: .+$", re.MULTILINE)
+
+
+@dataclass
+class Point:
+    connections: int
+    bare: list[float] = field(default_factory=list)  # msgs/s per repeat
+    engine: list[float] = field(default_factory=list)
+
+    def row(self, n: int) -> str:
+        bare, eng = statistics.median(self.bare), statistics.median(self.engine)
+        each = ", ".join(f"{e / b:.2f}" for b, e in zip(self.bare, self.engine, strict=True))
+        return (f"| {n} | {self.connections} | {bare:.0f} | {eng:.0f} | {eng / bare:.2f} | "
+                f"{each} |")
+
+
+# --- the engine ------------------------------------------------------------------------------
+
+def _project(root: Path, url: str, port: int, connections: int) -> App:
+    project = Project(root, url, port, steps=1, connections=connections)
+    app = App(Settings.load(project.config, secret_key="bench-secret"))
+    app.store.db.upgrade()
+    return app
+
+
+async def engine_run(url: str, port: int, n: int, connections: int) -> float:
+    """Seconds for `Daemon.run_once()` to send n due first touches."""
+    with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp:
+        app = _project(Path(tmp), url, port, connections)
+        rows = ((i, {"email": f"lead{i}@example.com", "first_name": f"L{i}"}) for i in range(n))
+        report = app.enroller().enroll_rows(SEQUENCE, rows, source="bench")
+        assert report.enrolled == n, report
+        daemon = Daemon(app)
+        with open("/dev/null", "w") as devnull, contextlib.redirect_stderr(devnull):
+            start = time.perf_counter()
+            totals = await daemon.run_once()
+            elapsed = time.perf_counter() - start
+        app.store.db.dispose()
+    if totals.get("sent") != n:
+        raise RuntimeError(f"the engine sent {dict(totals)} of {n}")
+    return elapsed
+
+
+# --- the baseline ----------------------------------------------------------------------------
+
+def messages_like(sample: bytes, n: int) -> list[tuple[str, bytes]]:
+    """n copies of an engine-made message, each with its own Message-ID and recipient."""
+    out = []
+    for i in range(n):
+        rcpt = f"lead{i}@example.com"
+        raw = _MID.sub(f"Message-ID: <bench.{i}@example.com>".encode(), sample, count=1)
+        out.append((rcpt, _TO.sub(f"To: <{rcpt}>".encode(), raw, count=1)))
+    return out
+
+
+async def bare_run(port: int, messages: list[tuple[str, bytes]], connections: int) -> float:
+    """Seconds for C aiosmtplib clients to send the messages (round-robin shares)."""
+    async def client(share: list[tuple[str, bytes]]) -> None:
+        smtp: aiosmtplib.SMTP | None = None
+        for i, (rcpt, raw) in enumerate(share, 1):
+            if smtp is None:
+                smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=30)
+                await smtp.connect()
+            await smtp.sendmail(SENDER, [rcpt], raw)
+            if i % PER_CONNECTION == 0:
+                await smtp.quit()
+                smtp = None
+        if smtp is not None:
+            await smtp.quit()
+
+    shares = [messages[c::connections] for c in range(connections)]
+    start = time.perf_counter()
+    await asyncio.gather(*(client(s) for s in shares))
+    return time.perf_counter() - start
+
+
+async def sample_message(tmp: Path) -> bytes:
+    """One message exactly as the engine composes it (a 5-lead warm-up run, recorded)."""
+    with SinkProcess(tmp / "sample.jsonl") as sink, database("sqlite") as url:
+        await engine_run(url, sink.port, 5, 1)
+        return str(sink.messages()[0]["raw"]).encode()
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+async def measure(n: int, connections: list[int], repeats: int) -> tuple[list[Point], int]:
+    with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp:
+        sample = await sample_message(Path(tmp))
+        messages = messages_like(sample, n)
+        points = [Point(c) for c in connections]
+        with SinkProcess(Path("/dev/null")) as sink:
+            for _ in range(repeats):
+                for point in points:
+                    point.bare.append(n / await bare_run(sink.port, messages, point.connections))
+                    with database("sqlite") as url:
+                        seconds = await engine_run(url, sink.port, n, point.connections)
+                    point.engine.append(n / seconds)
+                    print(f"C={point.connections}: bare {point.bare[-1]:.0f}/s, engine "
+                          f"{point.engine[-1]:.0f}/s", file=sys.stderr)
+    return points, len(sample)
+
+
+def report(points: list[Point], n: int, repeats: int, size: int, started: str) -> str:
+    rows = "\n".join(p.row(n) for p in points)
+    return f"""\
+`python bench/send_throughput.py` on {started}. One nurture process on SQLite (WAL,
+synchronous=FULL, group commit) sends N due first touches with `Daemon.run_once()`: claim,
+begin (render + compose + store the bytes), SMTP, finish (record + advance), JSON event logs.
+The baseline, in the same run against the same aiosmtpd sink process: a bare aiosmtplib loop
+sending the same number of messages (the engine's own bytes, {size} B each) over the same
+number of connections, reconnecting every {PER_CONNECTION} messages as the engine does.
+Medians of {repeats} alternating repeats. Target: ratio >= 0.7.
+
+| messages | connections | bare aiosmtplib msgs/s | nurture msgs/s | ratio | ratio per repeat |
+|---|---|---|---|---|---|
+{rows}
+"""
+
+
+def main(argv: list[str] | None = None) -> str:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=2000)
+    ap.add_argument("--connections", default="1,2,4", help="comma-separated counts")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="300 messages, C=2, one repeat")
+    ap.add_argument("--write", action="store_true", help="update bench/README.md")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.messages, args.connections, args.repeats = 300, "2", 1
+    configure("json")
+    started = machine()
+    conns = [int(c) for c in args.connections.split(",")]
+    points, size = asyncio.run(measure(args.messages, conns, args.repeats))
+    text = report(points, args.messages, args.repeats, size, started)
+    print(text)
+    if args.write:
+        write_section("send_throughput", "Send throughput vs a bare aiosmtplib loop", text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
