@@ -3,9 +3,11 @@ one place where SMTP replies become errors.
 
 4xx, timeouts and dropped connections -> TransientSendError (retry with backoff).
 Quota and rate replies (5.7.233, 5.4.5, 4.7.x "rate"/"limit") -> MailboxQuotaExhausted.
-Refusals of our own mailbox (authentication, MAIL FROM, relaying denied) -> MailboxRejected.
-5xx for the recipient (at RCPT, or 5.1.x) -> RecipientRejected (a hard bounce).
-Other 5xx (the message was refused) -> PermanentSendError.
+5xx that refuse the recipient address (5.1.x, "user unknown", "recipient address rejected",
+"mailbox unavailable" ...) -> RecipientRejected (a hard bounce for THAT address). This is
+decided before the mailbox words: Postfix says "User unknown in relay recipient table".
+Refusals of our own mailbox (authentication, MAIL FROM, 5.1.7/5.1.8, relaying denied) ->
+MailboxRejected. Other 5xx at RCPT -> RecipientRejected; other 5xx -> PermanentSendError.
 """
 
 from __future__ import annotations
@@ -34,6 +36,22 @@ log = structlog.get_logger(__name__)
 NOOP_AFTER = 30.0  # seconds idle before a pooled connection is checked with NOOP
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _RATE_WORDS = re.compile(r"rate|limit|quota|too many|throttl", re.IGNORECASE)
+_DAILY_WORDS = re.compile(r"daily|per day|24 ?h", re.IGNORECASE)
+# How relays say "this address does not exist" (Postfix, Exim, Sendmail, Gmail, Exchange).
+_RECIPIENT_WORDS = re.compile(
+    r"user unknown|unknown user|no such (user|recipient|mailbox|account)|recipient address"
+    r" rejected|recipient not found|recipientnotfound|mailbox (unavailable|not found|does not"
+    r" exist)|does not exist|unrouteable address|invalid recipient|"
+    r"account (has been )?disabled",
+    re.IGNORECASE)
+# Our own address refused: Postfix says "<us>: Sender address rejected: User unknown in
+# local recipient table" (5.1.0, at RCPT), Exchange "5.1.8 Access denied, bad outbound sender".
+_SENDER_WORDS = re.compile(
+    r"sender address|outbound sender|sender domain|sender (is )?(denied|not allowed|blocked|"
+    r"rejected)", re.IGNORECASE)
+# ... and "you (our mailbox) may not send": the relay's refusal of us, not of the lead.
+_MAILBOX_WORDS = re.compile(r"relay|authenticat", re.IGNORECASE)
+_SENDER_STATUSES = ("5.1.7", "5.1.8")  # RFC 3463: bad *sender* mailbox / system
 DAILY_QUOTA_PAUSE = 3600.0
 RATE_PAUSE = 60.0
 REJECTED_PAUSE = 900.0
@@ -68,23 +86,45 @@ def _from_reply(exc: aiosmtplib.SMTPResponseException) -> SendError:
     code, text = exc.code, str(exc.message)
     said = f"{code} {text}".strip()
     status = enhanced_status(text)
-    if status == "5.7.233" or status == "5.4.5":
+    quota = _quota(code, status, text, said)
+    if quota is not None:
+        return quota
+    if 400 <= code < 500 or code < 200:
+        return TransientSendError(said, code)
+    if isinstance(exc, (aiosmtplib.SMTPAuthenticationError, aiosmtplib.SMTPSenderRefused,
+                        aiosmtplib.SMTPHeloError, aiosmtplib.SMTPConnectResponseError)):
+        return MailboxRejected(f"the relay refuses this mailbox: {said}", code, REJECTED_PAUSE)
+    # Before the mailbox words: "Recipient address rejected: User unknown in relay recipient
+    # table" names the lead's address, and pausing the mailbox for it would retry forever.
+    if _refuses_recipient(status, text):
+        return RecipientRejected(said, code)
+    if status in _SENDER_STATUSES or _SENDER_WORDS.search(text) or _MAILBOX_WORDS.search(text):
+        return MailboxRejected(f"the relay refuses this mailbox: {said}", code, REJECTED_PAUSE)
+    if isinstance(exc, aiosmtplib.SMTPRecipientRefused) and not status.startswith("5.7."):
+        return RecipientRejected(said, code)
+    return PermanentSendError(said, code)
+
+
+def _quota(code: int, status: str, text: str, said: str) -> MailboxQuotaExhausted | None:
+    """A relay's sending quota or rate limit for our mailbox (a pause, not a failure)."""
+    if status in ("5.7.233", "5.4.5"):
         return MailboxQuotaExhausted(f"sending quota used up: {said}", code, DAILY_QUOTA_PAUSE)
     if 400 <= code < 500 and (status.startswith("4.7.") or code in (421, 454)) \
             and _RATE_WORDS.search(text):
-        return MailboxQuotaExhausted(f"rate limited: {said}", code, RATE_PAUSE)
-    if 400 <= code < 500 or code < 200:
-        return TransientSendError(said, code)
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        return MailboxRejected(f"authentication failed: {said}", code, REJECTED_PAUSE)
-    if isinstance(exc, (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPHeloError,
-                        aiosmtplib.SMTPConnectResponseError)) or "relay" in text.lower():
-        return MailboxRejected(f"the relay refuses this mailbox: {said}", code, REJECTED_PAUSE)
-    if status.startswith("5.1.") or (
-        isinstance(exc, aiosmtplib.SMTPRecipientRefused) and not status.startswith("5.7.")
-    ):
-        return RecipientRejected(said, code)
-    return PermanentSendError(said, code)
+        pause = DAILY_QUOTA_PAUSE if _DAILY_WORDS.search(text) else RATE_PAUSE
+        return MailboxQuotaExhausted(f"rate limited: {said}", code, pause)
+    return None
+
+
+def _refuses_recipient(status: str, text: str) -> bool:
+    """5.1.x (but not the sender's 5.1.7/5.1.8), or the words of an unknown address with
+    no status, a generic 5.0.0, a 5.1.x or a 5.5.x (Exchange's "mailbox unavailable")."""
+    if _SENDER_WORDS.search(text):
+        return False
+    if status == "5.2.1" or (status.startswith("5.1.") and status not in _SENDER_STATUSES):
+        return True  # 5.2.1: the address's mailbox is disabled (Gmail: a closed account)
+    plain = status == "" or status.startswith(("5.0.", "5.5."))
+    return plain and bool(_RECIPIENT_WORDS.search(text))
 
 
 @dataclass
