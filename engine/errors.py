@@ -135,3 +135,8 @@ class RecipientRejected(PermanentSendError):
 
 class ConcurrentUpdate(NurtureError):
     """Another process changed the same records at the same moment; try again."""
+
+
+class RetryLater(NurtureError):
+    """The work failed for a reason that passes (the database is briefly unavailable): do the
+    same work again later; never skip it."""

@@ -3,7 +3,9 @@
 One MailboxWatcher per mailbox, each in its own thread (IMAPClient is not thread-safe). It
 hands every new message to `handle` in UID order and saves the cursor (UIDVALIDITY, last UID)
 only after `handle` returned: delivery is at-least-once and the consumer dedupes on
-(mailbox, folder, uidvalidity, uid) and on Message-ID. See docs/imap.md for the contract.
+(mailbox, folder, uidvalidity, uid) and on Message-ID. When `handle` fails for a reason that
+passes (RetryLater, DatabaseError, ConcurrentUpdate) the cursor stays before that message and
+the watcher retries it with backoff; any other failure skips it. See docs/imap.md.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Protocol
 import structlog
 from imapclient import IMAPClient
 
-from engine.errors import MailboxError
+from engine.errors import ConcurrentUpdate, DatabaseError, MailboxError, RetryLater
 from engine.mail import imap_session as imap
 from engine.mail.imap_sent import SentFolder
 from engine.settings import ImapConfig
@@ -36,6 +38,9 @@ __all__ = [
 RESCAN_DAYS = 14  # bounded re-scan after a UIDVALIDITY change when no `since` is given
 BATCH = 50  # messages per FETCH: bounded memory on a large catch-up
 CHECK_SECONDS = 1.0  # idle_check / wait slice: how quickly `stop` is honoured
+# handle() or the CursorStore failed for a reason that passes (the database is down for a
+# moment): the message is handed again later, never skipped, or a reply would be lost.
+TRANSIENT = (RetryLater, DatabaseError, ConcurrentUpdate)
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,9 @@ class WatcherStatus:
     """A snapshot for health and metrics.
 
     last_event_at is the last time the server answered (catch-up, IDLE response, NOOP):
-    a stale value means the watcher is not hearing from its mailbox.
+    a stale value means the watcher is not hearing from its mailbox. retrying_since is set
+    while a message waits because handle() (or the cursor store) failed for a reason that
+    passes; handle_failures counts messages skipped because handle() failed for good.
     """
 
     connected: bool = False
@@ -89,6 +96,8 @@ class WatcherStatus:
     reconnects: int = 0
     handled: int = 0
     handle_failures: int = 0
+    handle_retries: int = 0
+    retrying_since: datetime | None = None
 
 
 class MailboxWatcher:
@@ -137,8 +146,9 @@ class MailboxWatcher:
     def run(self) -> None:
         """Watch until `stop` is set; reconnect with capped exponential backoff on any error.
 
-        Connection and IMAP errors never end it; anything else (e.g. the CursorStore failing)
-        is logged as imap_watcher_crashed and raised, for the daemon's monitor to see.
+        Connection and IMAP errors, and failures that pass (TRANSIENT), never end it;
+        anything else (e.g. a bug in the CursorStore) is logged as imap_watcher_crashed and
+        raised, for the daemon's monitor to see.
         """
         delay = self.backoff[0]
         try:
@@ -170,6 +180,11 @@ class MailboxWatcher:
             self._set(last_error=str(exc))
             raise MailboxError(f"mailbox '{self.mailbox}': cannot catch up on replies at "
                                f"{self.cfg.host}:{self.cfg.port}: {exc}") from exc
+        except TRANSIENT as exc:
+            self._retrying(exc)
+            raise MailboxError(f"mailbox '{self.mailbox}': a message could not be recorded "
+                               f"({exc}); it stays unread by nurture and nothing was sent: "
+                               "run again once the database answers") from exc
         finally:
             self._set(connected=False)
 
@@ -186,7 +201,25 @@ class MailboxWatcher:
             self._set(connected=False, last_error=str(exc),
                       reconnects=self._status.reconnects + 1)  # fmt: skip
             self.log.warning(event, error=str(exc))
+        except TRANSIENT as exc:
+            # The session ends with the cursor before the message that failed; the next one
+            # (after the backoff) resumes from that saved UID and hands it again.
+            self._retrying(exc)
+            self._set(connected=False)
         return self._caught_up
+
+    def _retrying(self, exc: Exception) -> None:
+        since = self._status.retrying_since or datetime.now(UTC)
+        self._set(retrying_since=since, last_error=str(exc),
+                  handle_retries=self._status.handle_retries + 1)  # fmt: skip
+        self.log.warning("imap_retry_later", error=str(exc), retrying_since=since.isoformat())
+
+    def _recovered(self) -> None:
+        since = self._status.retrying_since
+        if since is not None:
+            self._set(retrying_since=None, last_error="")
+            self.log.info("imap_retry_recovered",
+                          waited_seconds=round((datetime.now(UTC) - since).total_seconds(), 1))
 
     def _watch(self, client: IMAPClient) -> None:
         use_idle = self.cfg.idle and b"IDLE" in client.capabilities()
@@ -199,6 +232,7 @@ class MailboxWatcher:
                 if self.stop.is_set():
                     return
             self._caught_up = True
+            self._recovered()
             if self._status.handled + self._status.handle_failures > before:
                 # Mail that came while these were handled is found by looking again now;
                 # IDLE would only hear of it after the server's notify delay (Dovecot: 0.5 s).
@@ -303,10 +337,15 @@ class MailboxWatcher:
         return last
 
     def _hand_over(self, msg: RawInbound) -> None:
-        # A poison message must not block the mailbox: log it loudly and move past its UID.
         try:
             self.handle(msg)
-        except Exception as exc:  # noqa: BLE001 - any consumer failure, see above
+        except TRANSIENT as exc:
+            # Not this message's fault (the database is away): the cursor must stay before it.
+            self.log.warning("imap_handle_deferred", folder=msg.folder, uid=msg.uid,
+                             uidvalidity=msg.uidvalidity, error=str(exc))  # fmt: skip
+            raise
+        except Exception as exc:  # noqa: BLE001 - a poison message must not block the mailbox
+            # Log it loudly and move past its UID; it stays in the mailbox (docs/imap.md).
             self._set(handle_failures=self._status.handle_failures + 1)
             self.log.error("imap_handle_failed", folder=msg.folder, uid=msg.uid,
                            uidvalidity=msg.uidvalidity, error=repr(exc), exc_info=True)  # fmt: skip

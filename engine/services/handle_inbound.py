@@ -10,7 +10,10 @@ and anything unmatched, is recorded and left alone.
 
 Idempotent: a message seen before (same mailbox, folder, UIDVALIDITY and UID, or the same
 Message-ID) is not recorded or acted on twice. Malformed mail never raises: it is recorded as
-`other` with the error as its reason, so the watcher always moves on.
+`other` with the error as its reason. The contract with the watcher (docs/imap.md): handle()
+raises RetryLater when the database failed even after a few quick retries, and the watcher
+then hands the same message again later; anything else it raises is a bug, and the watcher
+skips that message.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from engine.domain.schedule import add_after, next_open, wall_to_utc
 from engine.domain.sequence import Rules
 from engine.domain.sequence import Sequence as SequenceModel
 from engine.domain.states import EnrollmentState, InboundKind
-from engine.errors import ConcurrentUpdate, DatabaseError
+from engine.errors import ConcurrentUpdate, DatabaseError, RetryLater
 from engine.services.ports import Catalog, Clock
 
 log = structlog.get_logger("nurture.inbound")
@@ -219,7 +222,8 @@ class HandleInbound:
                     return self._in_tx(tx, raw, reading)
             except (ConcurrentUpdate, DatabaseError) as exc:
                 if delay is None:
-                    raise
+                    raise RetryLater(f"{raw.folder} UID {raw.uid} could not be recorded: "
+                                     f"{exc.message}") from exc
                 log.warning("inbound_retry", uid=raw.uid, error=exc.message)
                 self.sleep(delay)
         raise AssertionError("unreachable")

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, func, insert, literal_column, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from engine.domain.correlation import MatchKey, parse_message_id
 from engine.domain.lead import LeadRecord
@@ -52,6 +52,17 @@ def utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+@contextmanager
+def database_errors(doing: str) -> Iterator[None]:
+    """Any database failure becomes DatabaseError: the watcher then retries the same message
+    later instead of skipping it (a reply must not be lost to a failover or a lock)."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"{doing}: the database failed: {getattr(exc, 'orig', None) or exc}"
+                            ) from exc
+
+
 class LiveEnrollment(NamedTuple):
     id: int
     sequence: str
@@ -82,12 +93,16 @@ class CursorTable:
         self.db = db
 
     def load(self, mailbox: str, folder: str) -> tuple[int, int] | None:
-        with self.db.read() as conn:
+        with database_errors("reading the mailbox cursor"), self.db.read() as conn:
             row = conn.execute(select(MC.c.uidvalidity, MC.c.last_uid).where(
                 MC.c.mailbox == mailbox, MC.c.folder == folder)).first()
         return (int(row[0]), int(row[1])) if row else None
 
     def save(self, mailbox: str, folder: str, uidvalidity: int, last_uid: int) -> None:
+        with database_errors("saving the mailbox cursor"):
+            self._save(mailbox, folder, uidvalidity, last_uid)
+
+    def _save(self, mailbox: str, folder: str, uidvalidity: int, last_uid: int) -> None:
         now = datetime.now(UTC)
         for _ in range(2):  # a second daemon may insert the same row first: then update it
             try:
@@ -121,21 +136,23 @@ class InboundStore:
         """One write transaction: committed when the block ends, rolled back on error.
 
         A unique violation (another daemon recorded the same message first) becomes
-        ConcurrentUpdate and a lost connection DatabaseError, so the caller can retry.
+        ConcurrentUpdate and any other database failure (lost connection, lock, failover)
+        DatabaseError, so the caller can retry rather than lose the message.
         """
         try:
-            with self.db.write() as conn:
+            with database_errors("recording an inbound message"), self.db.write() as conn:
                 tx = InboundTx(conn, self.db.is_postgres, now)
                 yield tx
                 tx.flush()
-        except IntegrityError as exc:
-            raise ConcurrentUpdate(f"inbound message recorded concurrently: {exc.orig}") from exc
-        except OperationalError as exc:
-            raise DatabaseError(f"the database failed: {exc.orig}") from exc
+        except DatabaseError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                raise ConcurrentUpdate(
+                    f"inbound message recorded concurrently: {exc.__cause__.orig}") from exc
+            raise
 
     def oldest_live_enrollment(self) -> datetime | None:
         """When the oldest active or paused enrollment began (where a re-scan starts)."""
-        with self.db.read() as conn:
+        with database_errors("finding the oldest enrollment"), self.db.read() as conn:
             return aware(conn.execute(select(func.min(E.c.enrolled_at))
                                       .where(E.c.state.in_(LIVE))).scalar())
 

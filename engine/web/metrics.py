@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from engine.app import App
 from engine.web.render import utc
-from engine.web.state import Runtime, nurture, runtime
+from engine.web.state import Runtime, WatcherLike, nurture, runtime
 
 log = structlog.get_logger("nurture.web")
 router = APIRouter(tags=["operations"])
@@ -53,14 +53,20 @@ def health(app: App, rt: Runtime) -> dict[str, Any]:
         log.warning("health_database_failed", error=str(exc))
         body["status"] = "down"
         body["database"] = {"ok": False, "error": type(exc).__name__}
-    body["watchers"] = {
-        name: {"connected": w.connected, "last_event_age_seconds": _age(w.last_event_at, now)}
-        for name, w in rt.watchers().items()
-    }
-    if body["status"] == "ok" and not all(w["connected"] for w in body["watchers"].values()):
-        body["status"] = "degraded"  # sending works; replies are seen once it reconnects
+    body["watchers"] = {name: _watcher(w, now) for name, w in rt.watchers().items()}
+    if body["status"] == "ok" and not all(w["connected"] and not w["retrying_since"]
+                                          for w in body["watchers"].values()):
+        # Sending works; replies are seen once it reconnects or the database takes them.
+        body["status"] = "degraded"
     body["uptime_seconds"] = round((now - rt.started_at).total_seconds(), 1)
     return body
+
+
+def _watcher(w: WatcherLike, now: datetime) -> dict[str, Any]:
+    return {"connected": w.connected, "last_event_age_seconds": _age(w.last_event_at, now),
+            "handle_failures": w.handle_failures,
+            "retrying_since": utc(w.retrying_since).isoformat() if w.retrying_since else None,
+            "retrying_seconds": _age(w.retrying_since, now)}
 
 
 def _workers(app: App, now: datetime) -> dict[str, Any]:
@@ -125,13 +131,24 @@ class NurtureCollector(Collector):
         age = GaugeMetricFamily("nurture_watcher_last_event_age_seconds",
                                 "Seconds since the IMAP server last answered the watcher "
                                 "(IDLE event, poll)", labels=["mailbox"])
+        failures = CounterMetricFamily(
+            "nurture_watcher_handle_failures", "Inbound messages skipped because handling "
+            "them failed for good (see the imap_handle_failed log)", labels=["mailbox"])
+        retries = CounterMetricFamily(
+            "nurture_watcher_handle_retries", "Times an inbound message waited to be handled "
+            "again because the database did not take it", labels=["mailbox"])
+        retrying = GaugeMetricFamily(
+            "nurture_watcher_retrying_seconds", "How long a message has waited to be handled "
+            "again (0 when none waits): replies are not seen meanwhile", labels=["mailbox"])
         for name in sorted(watchers):
             w = watchers[name]
             connected.add_metric([name], 1.0 if w.connected else 0.0)
             last = _age(w.last_event_at, now)
             age.add_metric([name], math.nan if last is None else last)
-        yield connected
-        yield age
+            failures.add_metric([name], float(w.handle_failures))
+            retries.add_metric([name], float(w.handle_retries))
+            retrying.add_metric([name], _age(w.retrying_since, now) or 0.0)
+        yield from (connected, age, failures, retries, retrying)
 
 
 def registry(app: App, rt: Runtime) -> CollectorRegistry:

@@ -18,6 +18,9 @@ class WatcherLike(Protocol):
 
     connected: bool
     last_event_at: datetime | None
+    handle_failures: int  # messages skipped because handling failed for good
+    handle_retries: int  # times a message waited because the database was away
+    retrying_since: datetime | None  # set while a message waits to be handled again
 
 
 def _no_watchers() -> Mapping[str, WatcherLike]:

@@ -3,14 +3,18 @@ answers with nurture_database_up 0 (a scrape never fails with the database)."""
 
 from __future__ import annotations
 
+import re
 import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
 from engine.app import App
-from tests.servers.web_app import served, web_app, web_settings
+from engine.mail.imap import WatcherStatus
+from engine.web.state import Runtime
+from tests.servers.web_app import make_app, served, web_app, web_settings
 
 
 def _closed_port() -> int:
@@ -32,3 +36,24 @@ def test_health_and_metrics_without_a_database(tmp_path: Path,
     assert health.json()["status"] == "down"
     assert metrics.status_code == 200
     assert "nurture_database_up 0.0" in metrics.text
+
+
+def test_a_watcher_waiting_on_the_database_shows_on_health_and_metrics(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply waiting to be recorded again (and a skipped message) is visible: /healthz is
+    degraded with `retrying_since`, /metrics has the wait and the counts per mailbox."""
+    app = make_app(web_settings(tmp_path, monkeypatch))
+    since = datetime.now(UTC) - timedelta(minutes=2)
+    status = WatcherStatus(connected=True, last_event_at=datetime.now(UTC), handle_failures=1,
+                           handle_retries=4, retrying_since=since)
+    with served(web_app(app, Runtime(watchers=lambda: {"sales": status}))) as base:
+        health = httpx.get(f"{base}/healthz", timeout=30)
+        metrics = httpx.get(f"{base}/metrics", timeout=30).text
+    assert health.status_code == 200 and health.json()["status"] == "degraded"
+    sales = health.json()["watchers"]["sales"]
+    assert sales["retrying_since"] == since.isoformat() and sales["retrying_seconds"] >= 120
+    assert sales["handle_failures"] == 1
+    assert 'nurture_watcher_handle_failures_total{mailbox="sales"} 1.0' in metrics
+    assert 'nurture_watcher_handle_retries_total{mailbox="sales"} 4.0' in metrics
+    waited = re.search(r'nurture_watcher_retrying_seconds\{mailbox="sales"\} ([0-9.]+)', metrics)
+    assert waited is not None and float(waited.group(1)) >= 120

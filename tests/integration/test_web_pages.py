@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from engine.app import App
+from engine.mail.imap import WatcherStatus
 from engine.web.state import Runtime
 from tests.servers.smtp_sink import SmtpSink
 from tests.servers.web_app import (
@@ -43,17 +44,11 @@ class Site:
         return c
 
 
-@dataclass(frozen=True)
-class Watcher:
-    connected: bool
-    last_event_at: datetime | None
-
-
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     with SmtpSink() as sink:
         app = make_app(web_settings(tmp_path, monkeypatch, smtp_port=sink.port))
-        watchers = {"sales": Watcher(True, datetime.now(UTC))}
+        watchers = {"sales": WatcherStatus(connected=True, last_event_at=datetime.now(UTC))}
         with served(web_app(app, Runtime(watchers=lambda: watchers))) as url:
             yield Site(app, url, sink)
 

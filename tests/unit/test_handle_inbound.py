@@ -12,7 +12,7 @@ import pytest
 from engine.authoring.catalog import Catalog
 from engine.domain.lead import LeadRecord
 from engine.domain.sequence import Sequence
-from engine.errors import ConcurrentUpdate
+from engine.errors import ConcurrentUpdate, DatabaseError, RetryLater
 from engine.mail.parse import parse_inbound
 from engine.services.handle_inbound import (
     HandleInbound,
@@ -338,6 +338,16 @@ def test_a_database_conflict_is_retried(store: FakeInboundStore,
     store.fail.append(ConcurrentUpdate())
     done = service(store)(Raw(mail()))
     assert done.kind == "human_reply" and store.commits == 1
+
+
+def test_a_database_that_stays_away_asks_the_watcher_to_retry(
+        store: FakeInboundStore, enrolled: FakeEnrollment) -> None:
+    """After its quick retries, handle raises RetryLater (the watcher keeps the message for
+    later) and nothing is recorded: the message is not half-handled."""
+    store.fail.extend(DatabaseError("connection refused") for _ in range(4))
+    with pytest.raises(RetryLater, match="UID 1 could not be recorded: connection refused"):
+        service(store)(Raw(mail()))
+    assert store.commits == 0 and store.data.inbound == {} and enrolled.state == "active"
 
 
 def test_a_failing_notification_does_not_undo_the_handoff(
