@@ -22,6 +22,25 @@ SAMPLE_UNSUBSCRIBE_URL = "https://nurture.example/u/sample-token"
 SAMPLE_NEXT_TOUCH = datetime(2030, 3, 5, 9, 30, tzinfo=UTC)  # a Tuesday
 
 
+@dataclass(frozen=True)
+class Slot:
+    """A step and its place in the file (its index there, and whether it is the last)."""
+
+    step: Step
+    index: int
+    last: bool
+
+    def next_touches(self) -> list[datetime | None]:
+        """The values next_touch_at takes for this step: a date, and none on the last touch."""
+        if not self.last:
+            return [SAMPLE_NEXT_TOUCH]
+        return [SAMPLE_NEXT_TOUCH, None] if self.step.occurrences > 1 else [None]
+
+
+def all_slots(seq: Sequence) -> list[Slot]:
+    return [Slot(step, i, i == len(seq.steps) - 1) for i, step in enumerate(seq.steps)]
+
+
 @dataclass
 class TemplateChecker:
     """Checks the templates of many sequences, compiling each template once."""
@@ -30,39 +49,40 @@ class TemplateChecker:
     default_timezone: str = "UTC"
     _compiled: dict[str, Problem | None] = field(default_factory=dict)
 
-    def check(self, seq: Sequence, doc: Document) -> list[Problem]:
+    def check(self, seq: Sequence, doc: Document, slots: list[Slot] | None = None) -> list[Problem]:
+        """Every step's templates; `slots` when only some steps of the file parsed."""
         problems: list[Problem] = []
-        for index, step in enumerate(seq.steps):
-            if step.email is not None:
-                problems += self._check_variants(seq, doc, index, step.email.template)
-            elif step.task is not None and step.task.note:
-                problems += self._check_note(seq, doc, index, step)
+        for slot in slots if slots is not None else all_slots(seq):
+            if slot.step.email is not None:
+                problems += self._check_variants(seq, doc, slot, slot.step.email.template)
+            elif slot.step.task is not None and slot.step.task.note:
+                problems += self._check_note(seq, doc, slot)
         return list(dict.fromkeys(problems))
 
-    def _check_variants(self, seq: Sequence, doc: Document, index: int,
+    def _check_variants(self, seq: Sequence, doc: Document, slot: Slot,
                         variants: str | dict[str, str]) -> list[Problem]:
         """One template, or one per stage (each rendered with the lead at that stage)."""
-        base: Loc = ("steps", index, "email", "template")
+        base: Loc = ("steps", slot.index, "email", "template")
         if isinstance(variants, str):
-            return self._check_email(seq, doc, index, base, variants, None)
+            return self._check_email(seq, doc, slot, base, variants, None)
         if not variants:
             return [doc.problem(base, "template names no file; write a file name, or "
                                       "stage: file lines")]
         return [problem for stage, name in variants.items()
-                for problem in self._check_email(seq, doc, index, (*base, stage), name, stage)]
+                for problem in self._check_email(seq, doc, slot, (*base, stage), name, stage)]
 
-    def _check_email(self, seq: Sequence, doc: Document, index: int, loc: Loc, name: str,
+    def _check_email(self, seq: Sequence, doc: Document, slot: Slot, loc: Loc, name: str,
                      stage: str | None) -> list[Problem]:
         if not self.renderer.exists(name):
             return [doc.problem(loc, self._missing(name))]
         broken = self._compile(name)
         if broken is not None:
             return [broken]
-        step = seq.steps[index]
+        step = slot.step
         problems = []
-        for next_touch in self._next_touches(seq, index):
+        for next_touch in slot.next_touches():
             lead = {"stage": stage} if stage and stage != "default" else {}
-            context = self._context(seq, step, index, next_touch, lead)
+            context = self._context(seq, slot, next_touch, lead)
             try:
                 email = self.renderer.render_email(name, context)
             except RenderError as exc:
@@ -72,12 +92,13 @@ class TemplateChecker:
             problems += self._footer(name, email.text, email.html)
         return problems
 
-    def _check_note(self, seq: Sequence, doc: Document, index: int, step: Step) -> list[Problem]:
+    def _check_note(self, seq: Sequence, doc: Document, slot: Slot) -> list[Problem]:
+        step = slot.step
         assert step.task is not None
-        loc = ("steps", index, "task", "note")
+        loc = ("steps", slot.index, "task", "note")
         problems = []
-        for next_touch in self._next_touches(seq, index):
-            context = self._context(seq, step, index, next_touch, {})
+        for next_touch in slot.next_touches():
+            context = self._context(seq, slot, next_touch, {})
             try:
                 self.renderer.render_text(step.task.note, context, name=doc.path)
             except RenderError as exc:
@@ -93,20 +114,12 @@ class TemplateChecker:
                 self._compiled[name] = self._problem(exc)
         return self._compiled[name]
 
-    def _context(self, seq: Sequence, step: Step, index: int, next_touch: datetime | None,
+    def _context(self, seq: Sequence, slot: Slot, next_touch: datetime | None,
                  lead_overrides: dict[str, Any]) -> dict[str, Any]:
         lead = sample_lead({**seq.sample_lead, **lead_overrides})
         zone = seq.zone(lead.get("timezone"), self.default_timezone)
-        return template_context(lead, default_sample_sender(), seq, step, index + 1, next_touch,
-                                SAMPLE_UNSUBSCRIBE_URL, zone)
-
-    @staticmethod
-    def _next_touches(seq: Sequence, index: int) -> list[datetime | None]:
-        """The values next_touch_at takes for this step: a date, and none on the last touch."""
-        step = seq.steps[index]
-        if index < len(seq.steps) - 1:
-            return [SAMPLE_NEXT_TOUCH]
-        return [SAMPLE_NEXT_TOUCH, None] if step.occurrences > 1 else [None]
+        return template_context(lead, default_sample_sender(), seq, slot.step, slot.index + 1,
+                                next_touch, SAMPLE_UNSUBSCRIBE_URL, zone)
 
     def _footer(self, name: str, text: str, html: str) -> list[Problem]:
         """Every email carries the unsubscribe link and the postal address (CAN-SPAM, RFC 8058)."""

@@ -134,6 +134,11 @@ def _problem(loc: Loc, err: dict[str, Any], doc: Document) -> Problem:
         return doc.problem(loc, f"{field} must be {_EXAMPLES[field]}; found {_show(value)}")
     if kind == "string_type":
         return doc.problem(loc, f"{field} must be text; found {_show(value)}")
+    if kind in ("date_parsing", "date_from_datetime_parsing", "date_type"):
+        reason = str(err.get("ctx", {}).get("error", "")).replace("_", " ")
+        why = f" ({reason})" if reason else ""
+        return doc.problem(loc, f"{field}: {_show(value)} is not a date{why}; write dates "
+                                "like 2025-12-25")
     if kind in ("int_type", "int_parsing"):
         return doc.problem(loc, f"{field} must be a whole number; found {_show(value)}")
     if kind in ("greater_than_equal", "less_than_equal"):
@@ -185,7 +190,11 @@ def _field_name(loc: Loc) -> str:
     if not loc:
         return "the sequence"
     last = loc[-1]
-    return f"step {last + 1}" if isinstance(last, int) else str(last)
+    if not isinstance(last, int):
+        return str(last)
+    if len(loc) > 1 and loc[-2] != "steps":
+        return f"{loc[-2]} item {last + 1}"  # e.g. holidays item 2
+    return f"step {last + 1}"
 
 
 def _value_at(data: Any, loc: Loc) -> Any:

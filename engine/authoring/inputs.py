@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.domain.context import LEAD_KEYS, sample_lead
+from engine.domain.sequence import check_lead_timezone
 from engine.errors import InvalidLead
 
 
@@ -26,7 +27,9 @@ def lead_from_inputs(
         lead = _merge(lead, read_lead_file(lead_file))
     else:
         lead = sample_lead(sequence_sample)
-    return _merge(lead, dict(parse_set(item) for item in sets))
+    lead = _merge(lead, dict(parse_set(item) for item in sets))
+    check_lead_timezone(lead.get("timezone"))  # refused here exactly as `enroll` refuses it
+    return lead
 
 
 def _merge(lead: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,14 +10,16 @@ import difflib
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
-from engine.authoring.checks import TemplateChecker
+from engine.authoring.checks import Slot, TemplateChecker
 from engine.authoring.explain import explain
 from engine.authoring.templates import Renderer
+from engine.authoring.timing import check_timing
 from engine.authoring.yamlload import Document, load_document
-from engine.domain.sequence import Sequence
+from engine.domain.sequence import NAME_RE, Sequence, Step, check_timezone
 from engine.errors import Problem
 
 SUFFIXES = (".yaml", ".yml")
@@ -98,10 +100,44 @@ def _check_one(path: Path, checker: TemplateChecker, mailboxes: Collection[str] 
     try:
         seq = Sequence.model_validate(data)
     except ValidationError as exc:
-        return Checked(path, doc, None, problems + explain(exc, doc))
+        return Checked(path, doc, None, problems + explain(exc, doc) + _check_parts(
+            data, doc, checker))
     problems += checker.check(seq, doc)
+    problems += check_timing(seq, doc, checker.default_timezone)
     problems += _check_mailbox(seq, doc, mailboxes)
     return Checked(path, doc, seq, problems)
+
+
+def _check_parts(data: dict[str, Any], doc: Document, checker: TemplateChecker) -> list[Problem]:
+    """Best effort for a file that failed the schema: the steps that parse on their own
+    still get their templates and timing checked, so one run shows every problem."""
+    raw = data.get("steps")
+    raw = raw if isinstance(raw, list) else []
+    slots = []
+    for index, item in enumerate(raw):
+        try:
+            slots.append(Slot(Step.model_validate(item), index, index == len(raw) - 1))
+        except ValidationError:
+            continue  # already reported by explain()
+    if not slots:
+        return []
+    stand_in = _stand_in(data, [slot.step for slot in slots])
+    return (checker.check(stand_in, doc, slots)
+            + check_timing(stand_in, doc, checker.default_timezone, slots))
+
+
+def _stand_in(data: dict[str, Any], steps: list[Step]) -> Sequence:
+    """A sequence around the steps that parsed, with the file's name, sample lead and zone
+    when those are valid (built without validation: its steps may share a name)."""
+    name, zone, sample = data.get("name"), data.get("timezone", "lead"), data.get("sample_lead")
+    try:
+        zone = zone if zone == "lead" else check_timezone(zone)
+    except ValueError:
+        zone = "lead"
+    return Sequence.model_construct(
+        name=name if isinstance(name, str) and NAME_RE.match(name) else "sequence",
+        description=str(data.get("description") or ""), timezone=zone,
+        sample_lead=sample if isinstance(sample, dict) else {}, steps=steps)
 
 
 def _check_mailbox(

@@ -43,6 +43,18 @@ _resolver("timestamp", r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}$", "0123456789")
 _resolver("merge", r"^(?:<<)$", "<")
 
 
+def _date_or_text(loader: Loader, node: yaml.ScalarNode) -> Any:
+    """A date; an impossible one (2026-13-45) stays text, so validation names its line
+    and still checks the rest of the file, instead of the parser failing on it."""
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
+Loader.add_constructor("tag:yaml.org,2002:timestamp", _date_or_text)
+
+
 @dataclass
 class Document:
     """A parsed YAML file: the plain data plus the 1-based line of every key and item."""

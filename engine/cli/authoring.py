@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import typer
 from rich import box
@@ -112,10 +114,9 @@ def preview(
     config: Path = ConfigOption,
 ) -> None:
     """Show the emails (subject and text) and task notes a lead would get."""
-    out, settings = _out(), _settings(config)
-    catalog, seq = _sequence(settings, sequence, sequences, templates)
-    the_lead = lead_from_inputs(seq.sample_lead, lead, set_ or [])
-    touches = _touches(settings, catalog, seq, the_lead, datetime.now(UTC), None, [], 500)
+    out, p = _out(), _prepare(config, sequence, sequences, templates, lead, set_)
+    settings, seq, the_lead = p.settings, p.seq, p.lead
+    touches = _touches(settings, p.catalog, seq, the_lead, datetime.now(UTC), None, [], 500)
     touches = _one_per_step(touches, seq.name)
     if step is not None:
         touches = [t for t in touches if t.entry.step == step]
@@ -126,8 +127,7 @@ def preview(
     for touch in touches:
         out.print(_panel(touch, sender, the_lead))
     if html is not None:
-        page = html_page(f"Preview of {seq.name}", touches, sender, the_lead)
-        html.write_text(page, encoding="utf-8")
+        _write(html, html_page(f"Preview of {seq.name}", touches, sender, the_lead))
         out.print(f"wrote {html}")
 
 
@@ -147,10 +147,8 @@ def simulate(
     config: Path = ConfigOption,
 ) -> None:
     """Print the dated timeline a lead would get, and what a reply or stage change does."""
-    out, settings = _out(), _settings(config)
-    catalog, seq = _sequence(settings, sequence, sequences, templates)
-    the_lead = lead_from_inputs(seq.sample_lead, lead, set_ or [])
-    zone = seq.zone(the_lead.get("timezone"), settings.default_timezone)
+    out, p = _out(), _prepare(config, sequence, sequences, templates, lead, set_)
+    settings, catalog, seq, the_lead, zone = p.settings, p.catalog, p.seq, p.lead, p.zone
     now = datetime.now(UTC)
     started = _moment(start, "--start", lambda t: parse_moment(t, zone, now))
     replied = _moment(reply_at, "--reply-at", lambda t: parse_moment(t, zone, now))
@@ -162,6 +160,36 @@ def simulate(
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What preview and simulate start from: the catalog, the sequence and the lead."""
+
+    settings: Settings
+    catalog: Catalog
+    seq: Sequence
+    lead: dict[str, Any]
+    zone: ZoneInfo
+
+
+def _prepare(config: Path | None, name: str, sequences: Path | None, templates: Path | None,
+             lead_file: Path | None, sets: list[str] | None) -> _Prepared:
+    settings = _settings(config)
+    catalog, seq = _sequence(settings, name, sequences, templates)
+    lead = lead_from_inputs(seq.sample_lead, lead_file, sets or [])
+    zone = seq.zone(lead.get("timezone"), settings.default_timezone)
+    return _Prepared(settings, catalog, seq, lead, zone)
+
+
+def _write(path: Path, text: str) -> None:
+    """Write the page, creating its folder: asking for out/preview.html means that place."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot write {path}: {exc.strerror or exc}",
+                                 param_hint="--html") from None
+
 
 def _settings(config: Path | None) -> Settings:
     return load_app(config).settings

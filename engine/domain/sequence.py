@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from engine.errors import InvalidLead
+
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -80,6 +82,8 @@ DurationField = Annotated[Duration, BeforeValidator(_to_duration)]
 # --- time zones and send windows -------------------------------------------------------
 
 def check_timezone(name: str) -> str:
+    if not isinstance(name, str):  # e.g. `"timezone": 7` in a lead file
+        raise ValueError(f"a time zone is a name such as 'Europe/Berlin', not {name!r}")
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -330,5 +334,16 @@ class Sequence(Strict):
             return ZoneInfo(self.timezone)
         try:
             return ZoneInfo(lead_timezone or default)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
             return ZoneInfo(default)
+
+
+def check_lead_timezone(value: Any) -> str:
+    """A lead's time zone as every way in accepts it (enroll, import, the API, preview and
+    simulate): empty (the default zone applies) or an IANA name; InvalidLead otherwise."""
+    if value is None or value == "":
+        return ""
+    try:
+        return check_timezone(value)
+    except ValueError as exc:
+        raise InvalidLead(f"timezone: {exc}") from None

@@ -12,12 +12,12 @@ from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from engine.domain.progress import Next, after_done, first_due, upcoming
 from engine.domain.schedule import as_utc
-from engine.domain.sequence import Sequence, Step
-from engine.errors import ConfigError, UnknownSequence
+from engine.domain.sequence import Sequence, Step, check_timezone
+from engine.errors import ConfigError, ScheduleError, UnknownSequence
 
 Status = Literal["scheduled", "skipped", "stopped"]
 
@@ -88,22 +88,34 @@ def simulate(
     Jitter is seeded from the lead's email, so it differs from the daemon's by seconds.
     """
     _check_zone(default_timezone)
-    run = _Run(
-        sequences=sequences,
-        lead=lead,
-        default_timezone=default_timezone,
-        reply_at=as_utc(reply_at, "the reply time") if reply_at is not None else None,
-        stage_changes=sorted((as_utc(at, "a stage change"), s) for at, s in stage_changes),
-        max_entries=max_entries,
-    )
-    seq, enrolled_at, count = _lookup(sequences, name, None), as_utc(start, "the start"), 0
+    try:
+        run = _Run(
+            sequences=sequences,
+            lead=lead,
+            default_timezone=default_timezone,
+            reply_at=as_utc(reply_at, "the reply time") if reply_at is not None else None,
+            stage_changes=sorted((as_utc(at, "a stage change"), s) for at, s in stage_changes),
+            max_entries=max_entries,
+        )
+        _run(run, _lookup(sequences, name, None), as_utc(start, "the start"))
+    except OverflowError:  # datetime ends with the year 9999
+        raise ScheduleError(
+            f"the timeline runs past the year 9999, the last date that can be computed; "
+            f"start it earlier (it starts {start:%Y-%m-%d})"
+        ) from None
+    return run.entries[:max_entries]
+
+
+def _run(run: _Run, seq: Sequence, enrolled_at: datetime) -> None:
+    """Walk enrollment after enrollment (on_finish) until the timeline ends or is full."""
+    count = 0
     while not run.full:
-        finished_at = _walk(run, seq, enrolled_at, f"{lead.get('email', '')}/{seq.name}/{count}")
+        key = f"{run.lead.get('email', '')}/{seq.name}/{count}"
+        finished_at = _walk(run, seq, enrolled_at, key)
         if finished_at is None or seq.on_finish is None:
             break
-        seq = _lookup(sequences, seq.on_finish.enroll, seq.name)
+        seq = _lookup(run.sequences, seq.on_finish.enroll, seq.name)
         enrolled_at, count = finished_at, count + 1
-    return run.entries[:max_entries]
 
 
 def _walk(run: _Run, seq: Sequence, enrolled_at: datetime, key: str) -> datetime | None:
@@ -139,48 +151,37 @@ def _row(
     following: Next | None,
 ) -> Entry:
     stage = fields.get("stage")
-    return Entry(
-        at=nxt.due_at,
-        local=nxt.due_at.astimezone(zone),
-        zone=zone.key,
-        sequence=seq.name,
-        step=step.name,
-        step_index=nxt.step_index,
-        occurrence=nxt.occurrence,
+    made = touch_number is not None
+    return _entry(
+        seq, nxt, zone, nxt.due_at, stage,
         touch_number=touch_number,
-        channel=step.channel,
         template=step.email.template_for(stage) if step.email else None,
         task_kind=step.task.kind.value if step.task else None,
         task_note=step.task.note if step.task else None,
-        stage=stage,
-        status="scheduled" if touch_number is not None else "skipped",
-        reason="" if touch_number is not None else skip_reason(step, fields),
+        status="scheduled" if made else "skipped",
+        reason="" if made else skip_reason(step, fields),
         next_at=following.due_at if following else None,
     )
 
 
 def _stopped(run: _Run, seq: Sequence, nxt: Next, zone: ZoneInfo) -> Entry:
     assert run.reply_at is not None
-    step = seq.steps[nxt.step_index]
     local = run.reply_at.astimezone(zone)
     outcome = "; handed to a rep" if seq.rules.reply == "handoff" else ""
-    return Entry(
-        at=run.reply_at,
-        local=local,
-        zone=zone.key,
-        sequence=seq.name,
-        step=step.name,
-        step_index=nxt.step_index,
-        occurrence=nxt.occurrence,
-        touch_number=None,
-        channel=step.channel,
-        template=None,
-        task_kind=None,
-        task_note=None,
-        stage=run.stage_at(run.reply_at),
-        status="stopped",
-        reason=f"reply on {local:%a %Y-%m-%d %H:%M %Z} stops the sequence{outcome}",
-    )
+    return _entry(seq, nxt, zone, run.reply_at, run.stage_at(run.reply_at), status="stopped",
+                  reason=f"reply on {local:%a %Y-%m-%d %H:%M %Z} stops the sequence{outcome}")
+
+
+def _entry(seq: Sequence, nxt: Next, zone: ZoneInfo, at: datetime, stage: str | None,
+           **rest: Any) -> Entry:
+    """The one Entry builder: the step's fields, plus `rest` over the defaults of a row
+    that made no touch (no number, template, task)."""
+    step = seq.steps[nxt.step_index]
+    defaults: dict[str, Any] = {"touch_number": None, "template": None, "task_kind": None,
+                                "task_note": None}
+    return Entry(at=at, local=at.astimezone(zone), zone=zone.key, sequence=seq.name,
+                 step=step.name, step_index=nxt.step_index, occurrence=nxt.occurrence,
+                 channel=step.channel, stage=stage, **{**defaults, **rest})
 
 
 def skip_reason(step: Step, fields: Mapping[str, Any]) -> str:
@@ -212,8 +213,6 @@ def _lookup(sequences: Mapping[str, Sequence], name: str, from_seq: str | None) 
 
 def _check_zone(name: str) -> None:
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"unknown default time zone '{name}'; use an IANA name such as 'Europe/Berlin'"
-        ) from None
+        check_timezone(name)
+    except ValueError as exc:
+        raise ConfigError(f"default_timezone: {exc}") from None

@@ -15,7 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from engine.domain.lead import EnrollOutcome, LeadInput, LeadRecord, split_fields
 from engine.domain.progress import Next
-from engine.domain.sequence import check_timezone
+from engine.domain.sequence import check_lead_timezone
 from engine.errors import InvalidLead, Suppressed
 from engine.services.planning import Planning
 from engine.services.ports import Catalog, Clock, LeadStore
@@ -48,10 +48,7 @@ def parse_lead(email: str, values: Mapping[str, Any], row: int | None = None) ->
     address = normalise_email(email)
     columns, custom = split_fields(values)
     if "timezone" in columns:
-        try:
-            check_timezone(columns["timezone"])
-        except ValueError as exc:
-            raise InvalidLead(f"timezone: {exc}") from None
+        check_lead_timezone(columns["timezone"])
     return LeadInput(address, columns, custom, row)
 
 

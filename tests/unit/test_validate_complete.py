@@ -1,0 +1,118 @@
+"""`validate` reports everything it can: bad dates, steps that are never due, and the
+template problems of a file whose schema also failed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from engine.authoring.validate import validate_paths
+from engine.domain.sequence import Sequence, check_lead_timezone
+from engine.domain.timeline import simulate
+from engine.errors import InvalidLead, ScheduleError
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "fixtures" / "broken" / "templates"
+GOOD = "email: {template: good.md.j2}"
+
+
+def check(tmp_path: Path, **files: str) -> list[str]:
+    """Write each `name=text` as name.yaml and validate them all: the problems as text."""
+    for name, text in files.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    _, problems = validate_paths([tmp_path], TEMPLATES, mailboxes=["sales"])
+    return [str(p).removeprefix(f"{tmp_path}/") for p in problems]
+
+
+def steps(*lines: str) -> str:
+    return "mailbox: sales\nsteps:\n" + "\n".join(lines) + "\n"
+
+
+def test_an_impossible_holiday_is_a_problem_on_its_line_and_other_files_still_validate(
+        tmp_path: Path) -> None:
+    """`holidays: [2026-13-45]` is one file:line problem; the next file's problem is reported."""
+    problems = check(
+        tmp_path,
+        a="name: a\nsend_window: {holidays: [2026-12-25, 2026-13-45]}\n"
+          + steps("  - {name: hello, after: 0m, " + GOOD + "}"),
+        b="name: b\n" + steps("  - {name: hello, after: soon, " + GOOD + "}"),
+    )
+    assert problems[0] == ("a.yaml:2: holidays item 2: '2026-13-45' is not a date (month value "
+                           "is outside expected range of 1-12); write dates like 2025-12-25")
+    assert problems[1].startswith("b.yaml:4: 'soon' is not a duration")
+    assert len(problems) == 2
+
+
+def test_a_schema_problem_does_not_hide_the_template_problems_of_the_same_file(
+        tmp_path: Path) -> None:
+    """Two steps with one name, a missing template and a broken note: all three at once."""
+    problems = check(tmp_path, twin="name: twin\n" + steps(
+        "  - {name: hello, after: 0m, email: {template: missing.md.j2}}",
+        "  - {name: hello, after: 1 day, task: {kind: call, note: '{{ lead.first_name '}}",
+    ))
+    assert problems[0] == "twin.yaml:4: template 'missing.md.j2' does not exist in " \
+                          f"{TEMPLATES}/; create it, or fix the name"
+    assert problems[1] == "twin.yaml:5: two steps are named 'hello'; step names must be unique"
+    assert problems[2].startswith("twin.yaml:5: note: ")
+    assert len(problems) == 3
+
+
+def test_a_step_that_fails_the_schema_is_reported_once(tmp_path: Path) -> None:
+    """The best-effort template check skips the broken step instead of reporting it again."""
+    problems = check(tmp_path, one="name: one\n" + steps(
+        "  - {name: hello, after: soon, email: {template: missing.md.j2}}",
+        "  - {name: later, after: 1 day, " + GOOD + "}",
+    ))
+    assert len(problems) == 1 and "'soon' is not a duration" in problems[0]
+
+
+def test_a_cron_that_never_fires_is_a_problem_on_its_line(tmp_path: Path) -> None:
+    """`cron: "0 10 31 2 *"` (31 February) would never be due: validate says so."""
+    problems = check(tmp_path, feb="name: feb\n" + steps(
+        "  - name: monthly", "    cron: '0 10 31 2 *'", "    " + GOOD))
+    assert problems == ["feb.yaml:5: step 'monthly' would never be due: cron '0 10 31 2 *' "
+                        "never fires (a date that does not exist, like 31 February); fix its "
+                        "day and month"]
+
+
+@pytest.mark.parametrize("after", ["99999999 days", "99999999999999 minutes", "530 weeks"])
+def test_an_after_beyond_ten_years_is_too_far_in_the_future(tmp_path: Path, after: str) -> None:
+    """An `after` past the calendar's end, or just over ten years, is a problem on its line."""
+    problems = check(tmp_path, far="name: far\n" + steps(
+        "  - name: hello", f"    after: {after}", "    " + GOOD))
+    assert problems == [f"far.yaml:5: step 'hello' is too far in the future: 'after: "
+                        f"{after.split()[0]} {after.split()[1]}' puts it more than 10 years "
+                        "after the touch before it (max 10 years)"]
+
+
+def test_a_long_but_real_track_passes(tmp_path: Path) -> None:
+    """A yearly step repeated ten times and a 500-week wait are fine."""
+    problems = check(tmp_path, long="name: long\n" + steps(
+        "  - {name: wait, after: 500 weeks, " + GOOD + "}",
+        "  - {name: yearly, cron: '0 10 1 3 *', repeat: 10, " + GOOD + "}"))
+    assert problems == []
+
+
+def test_simulate_past_the_year_9999_is_a_schedule_error() -> None:
+    """A start at the calendar's end is a clear ScheduleError, not an OverflowError."""
+    seq = Sequence.model_validate({"name": "s", "steps": [
+        {"name": "a", "after": "3 days", "email": {"template": "x.md.j2"}}]})
+    with pytest.raises(ScheduleError, match="runs past the year 9999"):
+        simulate({"s": seq}, "s", {"email": "a@example.com"},
+                 datetime(9999, 12, 31, tzinfo=UTC), "UTC")
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (7, "timezone: a time zone is a name such as 'Europe/Berlin', not 7"),
+    ("Nowhere/X", "timezone: unknown time zone 'Nowhere/X'"),
+])
+def test_a_lead_time_zone_that_is_not_a_zone_is_invalid_lead(value: object, message: str) -> None:
+    """The one lead time-zone check refuses a number and an unknown name alike."""
+    with pytest.raises(InvalidLead, match=message):
+        check_lead_timezone(value)
+
+
+def test_an_empty_lead_time_zone_means_the_default() -> None:
+    """No zone is not an error: the sequence's default applies."""
+    assert check_lead_timezone("") == "" and check_lead_timezone("Europe/Paris") == "Europe/Paris"
