@@ -139,3 +139,8 @@ def preflight(app: App) -> None:
     for name in sorted(missing):
         log.error("mailbox_not_configured", mailbox=name,
                   hint="its sequences are not sent until nurture.yaml configures it")
+    if not app.settings.base_url.startswith("https://"):
+        # RFC 8058: one-click unsubscribe needs an https URL; mail carries only the link.
+        log.warning("base_url_not_https", base_url=app.settings.base_url,
+                    hint="emails go out without List-Unsubscribe-Post (one-click); set "
+                         "base_url to the public https address of nurture's web server")

@@ -15,6 +15,9 @@ from typing import Protocol
 from engine.domain.lead import LeadRecord
 
 MAX_ATTEMPTS = 8  # transient failures before a touch is given up (about 4 h of backoff)
+# Mailbox pauses (quota, relay refusals) are not the message's fault and do not use an
+# attempt, but one touch may wait through only so many: about 2 days of hourly quota pauses.
+MAX_DEFERRALS = 48
 BACKOFF_BASE = timedelta(minutes=1)
 BACKOFF_CAP = timedelta(hours=1)
 
@@ -71,6 +74,7 @@ class Claim:
     message_id: str
     attempts: int
     planned_at: datetime
+    deferrals: int = 0  # mailbox pauses it waited through so far
 
 
 @dataclass(frozen=True)

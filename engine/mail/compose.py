@@ -53,8 +53,9 @@ def compose(out: Outbound) -> Message:
     unsubscribe = list_unsubscribe(out.unsubscribe_url, out.unsubscribe_mailto)
     if unsubscribe:
         _set(msg, "List-Unsubscribe", _checked("List-Unsubscribe", unsubscribe))
-        if out.unsubscribe_url:
-            # RFC 8058: one-click only with an https URL to POST to.
+        if out.unsubscribe_url.startswith("https://"):
+            # RFC 8058 3.1: one-click only with an https URL to POST to (the daemon warns
+            # base_url_not_https at start-up when it is not).
             _set(msg, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     for name, value in out.headers.items():
         _set(msg, name, _text_header(name, value))

@@ -21,6 +21,7 @@ from engine.domain.correlation import domain_of, mint_message_id
 from engine.domain.sequence import Sequence
 from engine.domain.touch import (
     MAX_ATTEMPTS,
+    MAX_DEFERRALS,
     Claim,
     Decision,
     Defer,
@@ -223,6 +224,11 @@ class SendDue:
             await asyncio.to_thread(self.mstore.pause, claim.mailbox, until, said[:200])
             log.warning("mailbox_paused", mailbox=claim.mailbox, until=until.isoformat(),
                         reason=said)
+            if claim.deferrals + 1 >= MAX_DEFERRALS:
+                # Not an attempt, but not forever either: a reply misread as the mailbox's
+                # fault would otherwise pause the mailbox for this one touch endlessly.
+                return Failed(exc.code, f"not sent: the relay refused it {MAX_DEFERRALS} "
+                              f"times as a mailbox problem; last reply: {said}", False)
             return Retry(until, exc.code, said, counts=False)
         if isinstance(exc, TransientSendError):
             if attempts >= MAX_ATTEMPTS:

@@ -354,7 +354,8 @@ def _new_touch(d: DueEnrollment, p: TouchPlan, worker: str, now: datetime,
         "state": TouchState.claimed.value, "mailbox": p.mailbox, "message_id": p.message_id,
         "in_reply_to": "", "references": "", "subject": "", "body_text": "",
         "planned_at": d.due_at, "claimed_at": now, "claimed_by": worker,
-        "lease_until": now + lease, "fence": 1, "attempts": 0, "retry_at": None,
+        "lease_until": now + lease, "fence": 1, "attempts": 0, "deferrals": 0,
+        "retry_at": None,
         "sent_at": None, "smtp_code": None, "smtp_response": "", "error": "",
         "completed_by": "", "raw": b"",
     }
@@ -366,5 +367,5 @@ def claim_of(r: Any) -> Claim:
         lead_id=r["lead_id"], sequence=r["sequence"], step_index=r["step_index"],
         occurrence=r["occurrence"], touch_number=r["touch_number"], channel=r["channel"],
         mailbox=r["mailbox"], message_id=r["message_id"], attempts=r["attempts"],
-        planned_at=r["planned_at"],
+        planned_at=r["planned_at"], deferrals=r["deferrals"],
     )

@@ -104,6 +104,7 @@ class Touch(SQLModel, table=True):
     lease_until: datetime | None = None
     fence: int = 0  # bumped on every (re)claim: a zombie's late result cannot win
     attempts: int = 0
+    deferrals: int = 0  # mailbox pauses this touch waited through (not attempts; capped)
     retry_at: datetime | None = None
     sent_at: datetime | None = None
     smtp_code: int | None = None
@@ -191,6 +192,9 @@ class Worker(SQLModel, table=True):
     name: str = Field(primary_key=True)
     host: str = ""
     pid: int = 0
+    # The pid namespace (kernel boot id + namespace inode): a pid means something only to a
+    # worker with the same host and boot_id. Containers sharing a hostname differ here.
+    boot_id: str = ""
     started_at: datetime
     heartbeat_at: datetime
 

@@ -56,7 +56,8 @@ def record_outcome(
     elif isinstance(outcome, Retry):
         set_touch(conn, t, state=TouchState.claimed.value, retry_at=outcome.at, claimed_by="",
                  smtp_code=outcome.code, error=outcome.error[:500], lease_until=None,
-                 attempts=t.attempts if outcome.counts else t.attempts - 1)
+                 attempts=t.attempts if outcome.counts else t.attempts - 1,
+                 deferrals=t.deferrals + (0 if outcome.counts else 1))
         events.log(conn, "touch_retry", now, t.lead_id, t.enrollment_id, **base,
                    attempts=t.attempts, retry_at=outcome.at, error=outcome.error[:200])
     else:

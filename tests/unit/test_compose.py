@@ -64,6 +64,13 @@ def test_list_unsubscribe_is_one_line_with_one_click_post() -> None:
     assert parse(raw)["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
+def test_no_one_click_post_without_https() -> None:
+    """RFC 8058 3.1: an http link (a demo on loopback) gets List-Unsubscribe, never -Post."""
+    msg = parse(message_bytes(outbound(unsubscribe_url="http://127.0.0.1:8025/u/TOKEN")))
+    assert msg["List-Unsubscribe"].startswith("<http://127.0.0.1:8025/u/TOKEN>")
+    assert msg["List-Unsubscribe-Post"] is None
+
+
 def test_lines_end_in_crlf() -> None:
     """SMTP wants CRLF; no bare LF anywhere."""
     raw = message_bytes(outbound())
