@@ -14,6 +14,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from engine.domain.lead import EnrollOutcome, LeadInput, LeadRecord, split_fields
+from engine.domain.lead_input import check_lead_data, check_text
 from engine.domain.progress import Next
 from engine.domain.sequence import check_lead_timezone
 from engine.errors import InvalidLead, Suppressed
@@ -47,6 +48,7 @@ def parse_lead(email: str, values: Mapping[str, Any], row: int | None = None) ->
     """A validated LeadInput, or InvalidLead saying what is wrong and how to fix it."""
     address = normalise_email(email)
     columns, custom = split_fields(values)
+    check_lead_data(columns, custom)  # the same rules for the API, --set and CSV rows
     if "timezone" in columns:
         check_lead_timezone(columns["timezone"])
     return LeadInput(address, columns, custom, row)
@@ -57,10 +59,14 @@ def normalise_email(email: str) -> str:
     if not text:
         raise InvalidLead("no email address given")
     try:
-        valid = validate_email(text, check_deliverability=False)
+        # No SMTPUTF8: our relays and compose speak ASCII addresses. An internationalised
+        # domain is kept in its ASCII (IDNA) form; a non-ASCII local part is refused here
+        # rather than failing at the first send.
+        valid = validate_email(text, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
-        raise InvalidLead(f"'{text}' is not a valid email address: {exc}") from None
-    return valid.normalized.lower()
+        raise InvalidLead(f"'{text}' is not a valid email address: {exc} Use the address's "
+                          "ASCII form; addresses that need SMTPUTF8 cannot be sent to") from None
+    return (valid.ascii_email or valid.normalized).lower()
 
 
 class Enroller:
@@ -73,6 +79,7 @@ class Enroller:
                source: str = "cli") -> EnrollOutcome:
         """Enroll one lead; `status` is `enrolled` or `already`. Suppressed -> Suppressed."""
         lead = parse_lead(email, values or {})
+        source = check_text("source", source)
         outcome = self._enroll([lead], sequence, source)[0]
         if outcome.status == "suppressed":
             raise Suppressed(outcome.email, outcome.reason)

@@ -10,11 +10,10 @@ from datetime import datetime
 from typing import Protocol
 
 from engine.domain.lead import LeadRecord
+from engine.domain.lead_input import check_text
 from engine.errors import InvalidLead, NotFound
 from engine.services.enroll import normalise_email
 from engine.services.ports import Clock
-
-MAX_STAGE = 64
 
 
 class LeadChangeStore(Protocol):
@@ -48,9 +47,6 @@ class LeadChanges:
 
 
 def check_stage(stage: str) -> str:
-    text = (stage or "").strip()
-    if not text:
+    if not (stage or "").strip():
         raise InvalidLead("stage: give the lead's new stage, e.g. consideration")
-    if len(text) > MAX_STAGE or any(ord(c) < 32 or c in "\u2028\u2029\x7f" for c in text):
-        raise InvalidLead(f"stage: use a short name of up to {MAX_STAGE} printable characters")
-    return text
+    return check_text("stage", stage)  # the rules every entry point shares

@@ -120,6 +120,20 @@ def test_import_reports_rejected_rows_by_line(cli, project: Path) -> None:  # no
     assert "not-an-address" in out
 
 
+def test_line_breaks_in_lead_data_are_refused_by_enroll_and_import(cli, project: Path) -> None:  # noqa: ANN001, E501
+    """`--set first_name=$'A\\nB'` exits 1 naming the field; a CSV row whose quoted company
+    holds a line break is rejected by line, the other rows are enrolled."""
+    cli("db", "upgrade")
+    bad = nurture("enroll", "demo-request", "--email", "ada@example.com",
+                  "--set", "first_name=A\nB", cwd=project)
+    assert bad.returncode == 1 and "first_name:" in bad.stderr and "line feed" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    (project / "leads.csv").write_text('email,company\nada@example.com,"Engines\nLtd"\n'
+                                       "grace@example.com,Navy\n")
+    out = cli("import", "demo-request", "leads.csv")
+    assert "1 enrolled" in out and "1 rejected" in out and "company:" in out
+
+
 def test_bad_input_is_a_clear_error_not_a_traceback(cli, project: Path) -> None:  # noqa: ANN001
     """An invalid address, an unknown sequence, a missing schema: exit 1, one clear line."""
     missing = nurture("enroll", "demo-request", "--email", "ada@example.com", cwd=project)

@@ -118,6 +118,29 @@ def test_enroll_validation_errors_name_the_field(client: httpx.Client, change: d
     assert words in r.json()["error"]
 
 
+@pytest.mark.parametrize(("change", "field"), [
+    ({"first_name": "Ada\r\nBcc: eve@example.com"}, "first_name"),
+    ({"company": "Engines\u2028Ltd"}, "company"),
+    ({"owner": "bob\x00"}, "owner"),
+    ({"fields": {"use\ncase": "reporting"}}, "fields"),
+])
+def test_enroll_refuses_control_characters(client: httpx.Client, change: dict[str, object],
+                                           field: str) -> None:
+    """CR/LF, NUL or U+2028 in lead data is a 422 on that field, and nobody is enrolled
+    (before, the lead was enrolled and its first touch failed)."""
+    r = enroll(client, **change)
+    assert (r.status_code, r.json()["field"]) == (422, field)
+    assert "control characters" in r.json()["error"] or "contains" in r.json()["error"]
+    assert client.get("/api/leads", headers=auth()).json() == []
+
+
+def test_enroll_refuses_an_address_that_needs_smtputf8(client: httpx.Client) -> None:
+    """ünï@exämple.com: 422 on `email` saying why, instead of 201 and a failed send."""
+    r = enroll(client, email="ünï@exämple.com")
+    assert (r.status_code, r.json()["field"]) == (422, "email")
+    assert "SMTPUTF8" in r.json()["error"]
+
+
 def test_enroll_missing_and_unknown_fields(client: httpx.Client) -> None:
     """A missing address and a misspelt key are 422s that say which field."""
     body = {k: v for k, v in ENROLL.items() if k != "email"}
@@ -152,11 +175,14 @@ def test_stage_change_by_patch_and_post(client: httpx.Client, app: App) -> None:
 
 
 def test_stage_change_errors(client: httpx.Client) -> None:
-    """An unknown lead is 404; an empty stage is 422 on the `stage` field."""
+    """An unknown lead is 404; an empty stage or one with a line break is 422 on `stage`."""
     r = client.patch("/api/leads/nobody@example.com", json={"stage": "x"}, headers=auth())
     assert r.status_code == 404
     enroll(client)
     r = client.patch("/api/leads/ada@example.com", json={"stage": " "}, headers=auth())
+    assert (r.status_code, r.json()["field"]) == (422, "stage")
+    r = client.patch("/api/leads/ada@example.com", json={"stage": "decision\nX"},
+                     headers=auth())
     assert (r.status_code, r.json()["field"]) == (422, "stage")
 
 
