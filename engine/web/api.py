@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.web.auth import check_token
+from engine.web.errors import HttpError
 from engine.web.state import nurture, runtime
 
 _bearer = HTTPBearer(auto_error=False, description="Settings.api_token (NURTURE_API_TOKEN)")
@@ -107,8 +108,19 @@ def post_stage(email: str, body: StageRequest, request: Request) -> dict[str, An
 def stop(email: str, request: Request, body: StopRequest | None = None) -> dict[str, Any]:
     """Stop the lead's live enrollments (one sequence, or all): no more touches."""
     body = body or StopRequest(sequence=None, reason="manual")
-    n = nurture(request).lead_changes.stop(email, body.sequence, body.reason)
+    app = nurture(request)
+    n = app.lead_changes.stop(email, body.sequence, body.reason)
+    if not n and body.sequence:
+        _known_sequence(app.catalog, body.sequence)  # a typo must not look like success
     return {"email": email.strip().lower(), "stopped": n}
+
+
+def _known_sequence(catalog: Any, name: str) -> None:
+    """A 404 unless `name` is a sequence file's name (loaded or broken)."""
+    if name in catalog.sequences or name in catalog.broken:
+        return
+    known = ", ".join(sorted(catalog.sequences)) or "none"
+    raise HttpError(404, f"no sequence named '{name}' (known sequences: {known})", "sequence")
 
 
 @router.get("/leads", summary="List enrollments, newest first")

@@ -95,6 +95,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":  # not a field's fault: the whole body
+        return _not_json(first)
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form")]
     field = ".".join(loc) or None
     message = str(first.get("msg", "invalid request"))
@@ -105,6 +107,14 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     elif field:
         message = f"{field}: {message}"
     return respond(request, 422, message, field)
+
+
+def _not_json(error: Mapping[str, Any]) -> Response:
+    reason = str(error.get("ctx", {}).get("error", "")) or "it cannot be parsed"
+    loc = error.get("loc", ())
+    at = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+    return JSONResponse({"error": f"the body is not valid JSON: {reason}{at}", "field": None},
+                        status_code=400)
 
 
 async def _starlette_error(request: Request, exc: Exception) -> Response:
