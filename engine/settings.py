@@ -7,12 +7,13 @@ API tokens) never live in the file: the file names the environment variable that
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from engine.domain.sequence import check_timezone
 from engine.errors import ConfigError
@@ -128,7 +129,9 @@ class Settings(BaseSettings):
         try:
             return cls(config_path=path, **data)
         except ValidationError as exc:
-            raise ConfigError(_explain(path, exc)) from None
+            raise ConfigError(_explain(path, exc, env_keys - set(overrides))) from None
+        except SettingsError as exc:  # an env value that must be JSON is not
+            raise ConfigError(_env_not_json(exc)) from None
 
     def secret(self, env_name: str) -> str:
         """The value of a secret named in the config (e.g. a mailbox password)."""
@@ -161,10 +164,28 @@ def _find_config(explicit: Path | str | None) -> Path | None:
     return next((Path(n) for n in CONFIG_FILE_NAMES if Path(n).is_file()), None)
 
 
-def _explain(path: Path | None, exc: ValidationError) -> str:
-    where = str(path) if path else "settings"
+# What the settings read as JSON from the environment look like.
+_ENV_JSON_SHAPES = {
+    "mailboxes": 'a JSON object of mailboxes, e.g. {"sales": {"address": "sales@example.com"}}',
+    "reps": 'a JSON list of reps, e.g. [{"name": "sam", "email": "sam@example.com"}]',
+}
+
+
+def _env_not_json(exc: SettingsError) -> str:
+    field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
+    shape = _ENV_JSON_SHAPES.get(field, "JSON")
+    return (f"NURTURE_{field.upper()}: the environment variable is not valid JSON; it must be "
+            f"{shape}. Settings like this are easier to keep in the config file "
+            f"(nurture.yaml, {field}:)")
+
+
+def _explain(path: Path | None, exc: ValidationError, from_env: Collection[str] = ()) -> str:
+    """Each error on a line, blamed on the environment variable or the file it came from."""
     lines = []
     for err in exc.errors():
+        top = str(err["loc"][0]) if err["loc"] else ""
+        where = (f"NURTURE_{top.upper()} (environment)" if top in from_env
+                 else str(path) if path else "settings")
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"]
         if err["type"] == "extra_forbidden":

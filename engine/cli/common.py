@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
+from rich.console import Console
 
 from engine.app import App
 from engine.settings import Settings
@@ -17,3 +19,14 @@ ConfigOption = typer.Option(
 
 def load_app(config: Path | None) -> App:
     return App(Settings.load(config))
+
+
+def print_lead(out: Console, lead: Any, suppressed: str | None) -> None:
+    """The lead's header, as `nurture lead` and `nurture handoff show` print it."""
+    out.print(f"[bold]{lead.email}[/bold] {lead.name} {lead.company} "
+              f"stage={lead.stage or '-'} timezone={lead.timezone or '-'} "
+              f"owner={lead.owner or '-'} source={lead.source or '-'}")
+    if lead.fields:
+        out.print("fields: " + ", ".join(f"{k}={v}" for k, v in lead.fields.items()))
+    if suppressed:
+        out.print(f"[red]suppressed[/red] ({suppressed})")

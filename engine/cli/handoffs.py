@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.app import App
-from engine.cli.common import ConfigOption, load_app
+from engine.cli.common import ConfigOption, load_app, print_lead
 
 handoff_app = typer.Typer(help="One handoff: show it, claim it, close it, or put the lead "
                                "back into nurture.", no_args_is_help=True)
@@ -80,12 +80,7 @@ def show(handoff_id: int = IdArgument, config: Path = ConfigOption) -> None:
     out, h, lead = _out(), d.handoff, d.lead
     out.print(f"[bold]handoff {h.id}[/bold]: {_state(h)}, rep {h.rep or '-'}, "
               f"sequence {h.sequence or '-'}, replied {h.created_at:%Y-%m-%d %H:%M} UTC")
-    out.print(f"[bold]{lead.email}[/bold] {lead.name} {lead.company} "
-              f"stage={lead.stage or '-'} owner={lead.owner or '-'} source={lead.source or '-'}")
-    if lead.fields:
-        out.print("fields: " + ", ".join(f"{k}={v}" for k, v in lead.fields.items()))
-    if d.suppressed:
-        out.print(f"[red]suppressed[/red] ({d.suppressed})")
+    print_lead(out, lead, d.suppressed)
     for e in d.enrollments:
         why = f" ({e['stop_reason']})" if e["stop_reason"] else ""
         out.print(f"enrollment {e['id']}: {e['sequence']} {e['state']}{why}, "

@@ -7,7 +7,6 @@ import asyncio
 import csv
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
@@ -15,13 +14,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from engine.app import App
-from engine.cli.common import ConfigOption, load_app
-from engine.errors import ConfigError, InvalidLead, NotFound
+from engine.cli.common import ConfigOption, load_app, print_lead
+from engine.cli.leads_csv import open_leads_csv
+from engine.domain.states import EnrollmentState
+from engine.errors import NotFound
 
 SetOption = typer.Option(None, "--set", metavar="KEY=VALUE",
                          help="A lead field, e.g. --set first_name=Ada --set stage=decision "
                               "(other keys become custom fields). Repeatable.")
-EMAIL_COLUMNS = ("email", "e-mail", "email_address", "mail")
 
 db_app = typer.Typer(help="The database: `nurture db upgrade` creates or migrates it.",
                      no_args_is_help=True)
@@ -119,16 +119,18 @@ def import_leads(
     """Enroll every lead of a CSV file; rejected rows are listed with their reason."""
     app = _app(config)
     app.catalog.get(sequence)
-    rows, total = _csv_rows(path)
+    leads_csv = open_leads_csv(path)
     out = _out()
     with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=Console(stderr=True)) as bar:
-        task = bar.add_task("import", total=total)
+        task = bar.add_task("import", total=leads_csv.total)
         report = app.enroller().enroll_rows(
-            sequence, rows, source=f"csv:{path.name}",
+            sequence, leads_csv.rows(), source=f"csv:{path.name}",
             progress=lambda n: bar.advance(task, n))
     out.print(f"{report.enrolled} enrolled, {report.already} already active (merged), "
               f"{report.duplicates} duplicate rows merged, {len(report.rejected)} rejected")
+    for warning in leads_csv.warnings:
+        out.print(f"[yellow]warning:[/yellow] {warning}")
     if report.rejected:
         table = Table("line", "email", "reason", title="rejected rows")
         for r in report.rejected[:50]:
@@ -141,31 +143,6 @@ def import_leads(
             w = csv.writer(f)
             w.writerow(["line", "email", "reason"])
             w.writerows((r.row, r.email, r.reason) for r in report.rejected)
-
-
-def _csv_rows(path: Path) -> tuple[Any, int]:
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            total = max(sum(1 for _ in f) - 1, 0)
-            f.seek(0)
-            header = next(csv.reader(f), [])
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    names = [h.strip().lower().replace(" ", "_") for h in header]
-    email_col = next((n for n in names if n in EMAIL_COLUMNS), None)
-    if email_col is None:
-        raise InvalidLead(f"{path}: line 1: no email column (columns: {', '.join(header)}); "
-                          "name one column 'email'")
-
-    def rows() -> Any:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            next(reader)
-            for values in reader:
-                data = dict(zip(names, (v.strip() for v in values), strict=False))
-                data["email"] = data.pop(email_col, "")
-                yield reader.line_num, data
-    return rows(), total
 
 
 # --- the daemon ---------------------------------------------------------------------------
@@ -258,9 +235,8 @@ def _counts(counts: dict[str, int]) -> str:
 
 def leads(
     sequence: str = typer.Option(None, "--sequence", help="Only this sequence."),
-    state: str = typer.Option(None, "--state", help="Only enrollments in this state "
-                                                    "(active, paused, finished, stopped, "
-                                                    "handed_off)."),
+    state: EnrollmentState = typer.Option(None, "--state", help="Only enrollments in this "
+                                                                "state."),
     limit: int = typer.Option(50, "--limit", help="At most this many rows, newest first."),
     config: Path = ConfigOption,
 ) -> None:
@@ -283,13 +259,8 @@ def lead(email: str = typer.Argument(..., help="The lead's address."),
     rep = app.store.reports.lead(email)
     if rep is None:
         raise NotFound(f"no lead with address {email}")
-    out, ld = _out(), rep.lead
-    out.print(f"[bold]{ld.email}[/bold] {ld.name} {ld.company} stage={ld.stage or '-'} "
-              f"timezone={ld.timezone or '-'} owner={ld.owner or '-'} source={ld.source}")
-    if ld.fields:
-        out.print("fields: " + ", ".join(f"{k}={v}" for k, v in ld.fields.items()))
-    if rep.suppressed:
-        out.print(f"[red]suppressed[/red] ({rep.suppressed})")
+    out = _out()
+    print_lead(out, rep.lead, rep.suppressed)
     for e in rep.enrollments:
         out.print(f"enrollment {e['id']}: {e['sequence']} {e['state']} "
                   f"{e['stop_reason']} step {e['step_index']}, next due "

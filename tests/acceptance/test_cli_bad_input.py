@@ -1,0 +1,221 @@
+"""Bad input on the command line gives one clear message and an exit code, never a traceback:
+CSV files that are not UTF-8 or have odd headers, impossible dates and schedules, odd leads,
+environment variables of the wrong shape, a database that does not exist yet."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.authoring.starter import write_project
+from engine.cli.main import main
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+OVERFLOW = """\
+name: far
+mailbox: sales
+steps:
+  - name: hello
+    after: 99999999 days
+    email: {template: welcome/hello.md.j2}
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`nurture init`'s project (sequence `welcome`, mailbox `sales`), as the working dir."""
+    write_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "250")
+    return tmp_path
+
+
+def nurture(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """The entry point in this process (errors printed by cli/main.py): code, out, err.
+    An exception other than a clean exit fails the test, as a traceback would."""
+    sys.argv = ["nurture", *args]
+    with pytest.raises(SystemExit) as done:
+        main()
+    out, err = capsys.readouterr()
+    code = done.value.code
+    return (code if isinstance(code, int) else 0 if code is None else 1), out, err
+
+
+def nurture_process(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real entry point in a process of its own, with these NURTURE_* variables."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
+    clean.update(COLUMNS="250", PYTHONPATH=str(ROOT), **env)
+    return subprocess.run([sys.executable, "-c", "from engine.cli.main import main; main()",
+                           *args], cwd=cwd, env=clean, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def upgraded(capsys: pytest.CaptureFixture[str]) -> None:
+    assert nurture("db", "upgrade", capsys=capsys)[0] == 0
+
+
+# --- CSV import ------------------------------------------------------------------------------
+
+def test_a_latin1_csv_names_the_line_and_byte_and_asks_for_utf8(project: Path) -> None:
+    """An Excel Latin-1 export: exit 1, file, line, byte and "save it as UTF-8"."""
+    assert nurture_process("db", "upgrade", cwd=project).returncode == 0
+    (project / "leads.csv").write_bytes(b"email,first_name\nada@example.com,Ren\xe9e\n")
+    result = nurture_process("import", "welcome", "leads.csv", cwd=project)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "leads.csv: line 2, byte 36: the file is not UTF-8 text (byte 0xe9); save it as " \
+           "UTF-8" in result.stderr
+
+
+def test_a_utf16_csv_with_a_bom_is_imported(project: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Excel's "Unicode text" (UTF-16 with a BOM) is read as such: names stay intact."""
+    upgraded(capsys)
+    (project / "leads.csv").write_text("email,first_name\nada@example.com,Renée\n",
+                                       encoding="utf-16")
+    code, out, _ = nurture("import", "welcome", "leads.csv", capsys=capsys)
+    assert code == 0 and "1 enrolled" in out
+    assert "Renée" in nurture("lead", "ada@example.com", capsys=capsys)[1]
+
+
+def test_a_csv_with_two_email_columns_is_refused(project: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Two columns named email (any case): exit 1 naming both; nobody is enrolled."""
+    upgraded(capsys)
+    (project / "leads.csv").write_text("Email,first_name,email\na@example.com,A,b@example.com\n")
+    code, _, err = nurture("import", "welcome", "leads.csv", capsys=capsys)
+    assert code == 1
+    assert "leads.csv: line 1: columns 1 and 3 are both named 'email'" in err
+
+
+def test_unnamed_csv_cells_are_ignored_with_a_warning(project: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A header cell without a name and a row longer than the header: warned, not a field."""
+    upgraded(capsys)
+    (project / "leads.csv").write_text("email,first_name,\na@example.com,Ada,x\n"
+                                       "b@example.com,Bo,,y\n")
+    code, out, _ = nurture("import", "welcome", "leads.csv", capsys=capsys)
+    assert code == 0 and "2 enrolled" in out
+    assert "warning: leads.csv: column 3 has no name in the header (line 1); its cells were " \
+           "ignored" in out
+    assert "1 row(s) have more cells than the header (first on line 3)" in out
+    assert "fields:" not in nurture("lead", "a@example.com", capsys=capsys)[1]
+
+
+# --- validate, and the commands that use a sequence --------------------------------------------
+
+def test_an_impossible_holiday_is_a_file_line_problem_and_other_files_are_checked(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`holidays: [2026-13-45]`: its line is reported, and so is another file's problem."""
+    welcome = project / "sequences" / "welcome.yaml"
+    welcome.write_text(welcome.read_text().replace(
+        'hours: "09:00-17:00"}', 'hours: "09:00-17:00", holidays: [2026-13-45]}'))
+    (project / "sequences" / "far.yaml").write_text(OVERFLOW)
+    code, out, err = nurture("validate", capsys=capsys)
+    assert code == 1 and not err
+    assert "sequences/welcome.yaml:8: holidays item 1: '2026-13-45' is not a date" in out
+    assert "sequences/far.yaml:5: step 'hello' is too far in the future" in out
+
+
+@pytest.mark.parametrize("command", [
+    ["simulate", "far"], ["preview", "far"], ["enroll", "far", "--email", "a@example.com"],
+    ["send-test", "far", "hello", "--to", "a@example.com"]])
+def test_a_step_never_due_is_a_clear_error_for_every_command(
+        project: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    """`after: 99999999 days`: simulate, preview, enroll and send-test name the file:line."""
+    upgraded(capsys)
+    (project / "sequences" / "far.yaml").write_text(OVERFLOW)
+    code, _, err = nurture(*command, capsys=capsys)
+    assert code == 1
+    assert "error: sequences/far.yaml:5: step 'hello' is too far in the future" in err
+
+
+def test_simulate_from_the_end_of_the_calendar_is_a_clear_error(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--start 9999-12-31`: exit 1, the timeline runs past the year 9999."""
+    code, _, err = nurture("simulate", "welcome", "--start", "9999-12-31", capsys=capsys)
+    assert code == 1 and "the timeline runs past the year 9999" in err
+
+
+def test_a_lead_file_with_a_number_for_a_time_zone_is_a_clear_error(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`"timezone": 7` in --lead: exit 1 saying what a time zone looks like."""
+    (project / "lead.json").write_text('{"email": "ada@example.com", "timezone": 7}')
+    for command in ("preview", "simulate"):
+        code, _, err = nurture(command, "welcome", "--lead", "lead.json", capsys=capsys)
+        assert code == 1
+        assert "timezone: a time zone is a name such as 'Europe/Berlin', not 7" in err
+
+
+def test_simulate_refuses_an_unknown_zone_as_enroll_does(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--set timezone=Nowhere/X`: simulate and enroll give the same error."""
+    upgraded(capsys)
+    _, _, simulated = nurture("simulate", "welcome", "--set", "timezone=Nowhere/X",
+                              capsys=capsys)
+    _, _, enrolled = nurture("enroll", "welcome", "--email", "a@example.com", "--set",
+                             "timezone=Nowhere/X", capsys=capsys)
+    assert "error: timezone: unknown time zone 'Nowhere/X'" in simulated
+    assert simulated == enrolled
+
+
+def test_preview_html_into_a_new_folder_creates_it(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--html out/pages/welcome.html`: the folders are made and the page written."""
+    code, out, _ = nurture("preview", "welcome", "--html", "out/pages/welcome.html",
+                           capsys=capsys)
+    assert code == 0 and "wrote out/pages/welcome.html" in out
+    assert "Welcome, Ada" in (project / "out" / "pages" / "welcome.html").read_text()
+
+
+# --- settings from the environment -------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "shape"), [("MAILBOXES", "a JSON object of mailboxes"),
+                                             ("REPS", "a JSON list of reps")])
+def test_an_env_variable_that_is_not_json_names_itself_and_its_shape(
+        project: Path, name: str, shape: str) -> None:
+    """NURTURE_MAILBOXES=notjson: exit 1, the variable, the shape, the file as the better way."""
+    result = nurture_process("status", cwd=project, **{f"NURTURE_{name}": "notjson"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"error: NURTURE_{name}: the environment variable is not valid JSON; it must be " \
+           f"{shape}" in result.stderr
+    assert f"nurture.yaml, {name.lower()}:" in result.stderr
+
+
+def test_a_bad_env_value_is_blamed_on_the_variable_not_the_file(
+        project: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """NURTURE_HTTP_PORT=abc: the message names the variable, not nurture.yaml."""
+    monkeypatch.setenv("NURTURE_HTTP_PORT", "abc")
+    code, _, err = nurture("status", capsys=capsys)
+    assert code == 1
+    assert "error: NURTURE_HTTP_PORT (environment): http_port: " in err
+    assert "nurture.yaml" not in err
+
+
+# --- reports -------------------------------------------------------------------------------------
+
+def test_leads_with_an_unknown_state_lists_the_states(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`leads --state bogus`: a usage error (exit 2) listing every state."""
+    upgraded(capsys)
+    code, _, err = nurture("leads", "--state", "bogus", capsys=capsys)
+    assert code == 2
+    assert "'bogus' is not one of 'active', 'paused', 'finished', 'stopped', 'handed_off'" in err
+
+
+@pytest.mark.parametrize("command", [["status"], ["leads"], ["lead", "a@example.com"],
+                                     ["stats"], ["handoffs"]])
+def test_read_only_commands_do_not_create_a_missing_database(
+        project: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    """A sqlite URL into a folder that does not exist: a clear error; nothing is created."""
+    missing = project / "no-such-dir" / "nurture.db"
+    monkeypatch.setenv("NURTURE_DATABASE_URL", f"sqlite:///{missing}")
+    code, _, err = nurture(*command, capsys=capsys)
+    assert code == 1
+    assert f"error: no database at {missing}; run `nurture db upgrade`" in err
+    assert not missing.parent.exists()
