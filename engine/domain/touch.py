@@ -31,11 +31,18 @@ class NextTouch(Protocol):
     def occurrence(self) -> int: ...
     @property
     def due_at(self) -> datetime: ...
+    @property
+    def step_name(self) -> str: ...
 
 
 @dataclass(frozen=True)
 class DueEnrollment:
-    """An active enrollment whose next step has fallen due (being claimed)."""
+    """An active enrollment whose next step has fallen due (being claimed).
+
+    `step_name` is the step it waits for (its identity; `step_index` is where that step stood
+    when planned). `done` and `lead` are read only when asked, inside the claim transaction:
+    `done` when the sequence was edited, `lead` when on_finish enrolls it elsewhere.
+    """
 
     id: int
     lead_id: int
@@ -44,6 +51,10 @@ class DueEnrollment:
     occurrence: int
     touch_number: int
     due_at: datetime
+    step_name: str = ""
+    done: Callable[[], list[tuple[str, int]]] = field(
+        default=lambda: [], repr=False, compare=False)
+    lead: Callable[[], LeadRecord] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,17 @@ class TouchPlan:
     task_kind: str
     mailbox: str
     message_id: str  # minted now, so it is known before the SMTP transaction
+    step_index: int | None = None  # where the step stands now; None: as the enrollment says
+    occurrence: int | None = None
+
+
+@dataclass(frozen=True)
+class NoStep:
+    """A due enrollment has no step left (the sequence was edited, or it waited for its
+    on_finish target): it is finished, then enrolled in `follow_on` if there is one."""
+
+    reason: str
+    follow_on: FollowOn | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,7 @@ class Claim:
     attempts: int
     planned_at: datetime
     deferrals: int = 0  # mailbox pauses it waited through so far
+    step_name: str = ""  # the step's identity; step_index is where it stood when claimed
 
 
 @dataclass(frozen=True)
@@ -126,6 +149,9 @@ class Advance:
 
     next: NextTouch | None
     follow_on: FollowOn | None = None
+    # on_finish names a sequence that is not loaded now: the enrollment waits (next is
+    # progress.FIND_NEXT) and an `on_finish_unavailable` event names it.
+    on_finish_unavailable: str = ""
 
 
 # --- what to do with a claimed touch (decided inside the begin-send transaction) --------

@@ -12,10 +12,9 @@ from typing import Any
 
 from engine.domain.context import template_context
 from engine.domain.correlation import references_after, reply_subject
-from engine.domain.progress import upcoming
+from engine.domain.progress import index_of, upcoming
 from engine.domain.sequence import Sequence, Step
 from engine.domain.touch import (
-    Advance,
     Decision,
     Fail,
     OpenTask,
@@ -50,12 +49,15 @@ class MessageMaker:
         if ctx.raw:  # a retry: the very bytes of the first attempt
             return SendEmail(ctx.raw, mbox.address, lead.email, ctx.subject, ctx.text,
                              ctx.in_reply_to, ctx.references)
-        if claim.step_index >= len(seq.steps):
-            return Skip("the sequence no longer has this step", Advance(None))
-        step = seq.steps[claim.step_index]
+        index = index_of(seq, claim.step_name, claim.step_index)
+        if index is None:  # an edit removed the step since the claim: the lead moves on
+            return Skip(f"the sequence no longer has step '{claim.step_name}'",
+                        self.plan.advance(seq, lead, claim.step_index, claim.occurrence, now,
+                                          claim.step_name))
+        step = seq.steps[index]
         if not step.applies_to(lead.condition_fields()):
             return Skip(f"`when: {step.when}` does not match the lead",
-                        self.plan.advance(seq, lead, claim.step_index, claim.occurrence, now))
+                        self.plan.advance(seq, lead, index, claim.occurrence, now, step.name))
         try:
             context = self.context(seq, step, mbox, ctx, now)
             if step.task is not None:
@@ -69,7 +71,7 @@ class MessageMaker:
                 now: datetime) -> dict[str, Any]:
         lead, claim = ctx.lead, ctx.claim
         zone = self.plan.zone(seq, lead)
-        nxt = upcoming(seq, claim.step_index, claim.occurrence, now, zone,
+        nxt = upcoming(seq, seq.steps.index(step), claim.occurrence, now, zone,
                        self.plan.key(lead.id, seq.name), lead.condition_fields())
         return template_context(
             lead.as_mapping(), self.sender(mbox), seq, step, claim.touch_number,

@@ -9,10 +9,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import structlog
+
 from engine.domain.lead import LeadRecord
-from engine.domain.progress import Next, after_done, first_due
+from engine.domain.progress import FIND_NEXT, Next, after_done, first_due, index_of
 from engine.domain.sequence import Sequence
 from engine.domain.touch import Advance, FollowOn
+
+log = structlog.get_logger("nurture.planning")
 
 
 class Planning:
@@ -32,13 +36,31 @@ class Planning:
         return first_due(seq, at, self.zone(seq, lead), self.key(lead.id, seq.name))
 
     def advance(self, seq: Sequence, lead: LeadRecord, step_index: int, occurrence: int,
-                done_at: datetime) -> Advance:
-        """The next step after one done at `done_at`, and the follow-on when finished."""
-        nxt = after_done(seq, step_index, occurrence, done_at, self.zone(seq, lead),
+                done_at: datetime, step_name: str = "") -> Advance:
+        """The next step after one done at `done_at`, and the follow-on when finished.
+
+        The done step is found by `step_name` in the sequence as loaded now (`step_index`
+        is where it stood when claimed). If an edit removed it meanwhile, the enrollment
+        waits for whatever follows the last step it had, found at its next claim.
+        """
+        index = index_of(seq, step_name, step_index)
+        if index is None:
+            return Advance(Next(step_index, 0, done_at, FIND_NEXT))
+        nxt = after_done(seq, index, occurrence, done_at, self.zone(seq, lead),
                          self.key(lead.id, seq.name))
         if nxt is not None or seq.on_finish is None:
             return Advance(nxt)
+        return self.finish(seq, lead, done_at, len(seq.steps))
+
+    def finish(self, seq: Sequence, lead: LeadRecord, at: datetime, step_index: int) -> Advance:
+        """The sequence is done: enroll in its on_finish target, or wait while that is not
+        loaded (broken mid-edit) rather than drop the lead's long-term track."""
+        if seq.on_finish is None:
+            return Advance(None)
         target = self.sequences.get(seq.on_finish.enroll)
         if target is None:
-            return Advance(None)
-        return Advance(None, FollowOn(target.name, self.first(target, lead, done_at)))
+            log.warning("on_finish_unavailable", lead_id=lead.id, sequence=seq.name,
+                        on_finish=seq.on_finish.enroll)
+            return Advance(Next(step_index, 0, at, FIND_NEXT),
+                           on_finish_unavailable=seq.on_finish.enroll)
+        return Advance(None, FollowOn(target.name, self.first(target, lead, at)))

@@ -67,7 +67,7 @@ class Recovery:
         advance = None
         if how == "sent" and seq is not None:
             advance = self.plan.advance(seq, record.lead, claim.step_index, claim.occurrence,
-                                        self.clock.now())
+                                        self.clock.now(), claim.step_name)
         try:
             await asyncio.to_thread(self.workers.settle, claim.touch_id, claim.fence, SENDING,
                                     how, self.clock.now(), advance, "reaper")
@@ -98,7 +98,8 @@ class Recovery:
         claim = record.claim
         seq = self.catalog.get(claim.sequence)  # a broken sequence is an error, not an end
         now = self.clock.now()
-        advance = self.plan.advance(seq, record.lead, claim.step_index, claim.occurrence, now)
+        advance = self.plan.advance(seq, record.lead, claim.step_index, claim.occurrence, now,
+                                    claim.step_name)
         self.workers.settle(touch_id, claim.fence, UNKNOWN, "sent", now, advance, by)
 
     def resend(self, touch_id: int, by: str = "operator") -> None:

@@ -18,6 +18,7 @@ from functools import partial
 import structlog
 
 from engine.domain.correlation import domain_of, mint_message_id
+from engine.domain.progress import place
 from engine.domain.sequence import Sequence
 from engine.domain.touch import (
     MAX_ATTEMPTS,
@@ -28,6 +29,7 @@ from engine.domain.touch import (
     Delivered,
     DueEnrollment,
     Failed,
+    NoStep,
     Outcome,
     Retry,
     SendContext,
@@ -50,6 +52,7 @@ from engine.settings import MailboxConfig
 
 log = structlog.get_logger("nurture.send")
 FINISH_TRIES = 5  # a delivered touch must be recorded: retry the commit before giving up
+ON_FINISH_RETRY = timedelta(minutes=15)  # look again for an on_finish target not loaded
 
 
 @dataclass(frozen=True)
@@ -145,16 +148,32 @@ class SendDue:
     def _planner(self, mailbox: str):  # noqa: ANN202 - a Planner for QueueStore.claim_due
         domain = domain_of(self.mailboxes[mailbox].address)
 
-        def plan(due: DueEnrollment) -> TouchPlan | None:
+        def plan(due: DueEnrollment) -> TouchPlan | NoStep | Defer:
             seq = self.catalog.sequences[due.sequence]
-            if due.step_index >= len(seq.steps):
-                return None
-            step = seq.steps[due.step_index]
+            # The step by name in the sequence as loaded now: an edit may have moved it.
+            at = place(seq, due.step_name, due.step_index, due.occurrence, due.done)
+            if at is None:
+                return self._finished(seq, due)
+            step = seq.steps[at.step_index]
             return TouchPlan(
                 step.name, step.channel, step.task.kind.value if step.task else "", mailbox,
-                mint_message_id(domain, due.id, due.step_index, due.occurrence),
+                mint_message_id(domain, due.id, at.step_index, at.occurrence),
+                at.step_index, at.occurrence,
             )
         return plan
+
+    def _finished(self, seq: Sequence, due: DueEnrollment) -> NoStep | Defer:
+        """No step is left for a due enrollment: finish it, with its on_finish if loaded."""
+        reason = ("it had every step the sequence has now" if due.step_name
+                  else "the sequence has no step left for it")
+        if seq.on_finish is None or due.lead is None:
+            return NoStep(reason)
+        now = self.clock.now()
+        advance = self.plan.finish(seq, due.lead(), now, len(seq.steps))
+        if advance.on_finish_unavailable:
+            return Defer(now + ON_FINISH_RETRY, f"on_finish '{advance.on_finish_unavailable}' "
+                         "is not loaded")
+        return NoStep(reason, advance.follow_on)
 
     async def _run_claims(self, mailbox: str, claims: list[Claim], report: PassReport) -> None:
         # At most `connections` touches of a mailbox are `sending` at once: a crash leaves
@@ -191,7 +210,7 @@ class SendDue:
         advance = None
         if isinstance(outcome, Delivered) and seq is not None:
             advance = self.plan.advance(seq, begun.context.lead, claim.step_index,
-                                        claim.occurrence, outcome.at)
+                                        claim.occurrence, outcome.at, claim.step_name)
         recorded = await self._finish(claim, outcome, advance)
         self._log_outcome(claim, outcome, recorded, report)
         if recorded and isinstance(outcome, Delivered):

@@ -21,5 +21,6 @@ class Tasks:
         claim = record.claim
         seq = self.catalog.get(claim.sequence)  # a broken sequence is an error, not an end
         now = self.clock.now()
-        advance = self.plan.advance(seq, record.lead, claim.step_index, claim.occurrence, now)
+        advance = self.plan.advance(seq, record.lead, claim.step_index, claim.occurrence, now,
+                                    claim.step_name)
         self.workers.settle(touch_id, claim.fence, OPEN, "done", now, advance, by)

@@ -252,6 +252,7 @@ def _enroll(conn: Connection, lead: LeadRecord, sequence: str, nxt: NextTouch | 
         lead_id=lead.id, sequence=sequence, stop_reason="", touch_number=0,
         state=EnrollmentState.active.value if nxt else EnrollmentState.finished.value,
         step_index=nxt.step_index if nxt else 0, occurrence=nxt.occurrence if nxt else 0,
+        step_name=nxt.step_name if nxt else "",
         next_due_at=nxt.due_at if nxt else None, paused_until=None, enrolled_at=now,
         last_touch_at=None, updated_at=now, source=source,
     )).scalar_one())

@@ -259,6 +259,7 @@ def _insert_enrollments(
             "lead_id": lead.id, "sequence": sequence,
             "state": EnrollmentState.active.value if nxt else EnrollmentState.finished.value,
             "stop_reason": "", "step_index": nxt.step_index if nxt else 0,
+            "step_name": nxt.step_name if nxt else "",
             "occurrence": nxt.occurrence if nxt else 0, "touch_number": 0,
             "next_due_at": nxt.due_at if nxt else None, "paused_until": None,
             "enrolled_at": now, "last_touch_at": None, "updated_at": now, "source": source,

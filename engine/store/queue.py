@@ -11,7 +11,9 @@ docs/send-state-machine.md.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
@@ -29,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from engine.domain.lead import LeadRecord
+from engine.domain.progress import FIND_NEXT
 from engine.domain.states import EnrollmentState, InboundKind, TouchState
 from engine.domain.touch import (
     Advance,
@@ -38,6 +41,7 @@ from engine.domain.touch import (
     Defer,
     DueEnrollment,
     Fail,
+    NoStep,
     OpenTask,
     Outcome,
     PreviousEmail,
@@ -46,7 +50,7 @@ from engine.domain.touch import (
     Skip,
     TouchPlan,
 )
-from engine.store import events
+from engine.store import events, replan
 from engine.store.db import Database
 from engine.store.inbound import resume_paused
 from engine.store.leads import stop_live
@@ -91,7 +95,8 @@ _PG_INSERT_TOUCHES = text(
 def _columns_of(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {c.name: [r[c.name] for r in rows] for c in _TOUCH_COLUMNS}
 
-Planner = Callable[[DueEnrollment], TouchPlan | None]
+# A touch for the due step; or none: finished (NoStep, None) or held until later (Defer).
+Planner = Callable[[DueEnrollment], TouchPlan | NoStep | Defer | None]
 Decider = Callable[[SendContext], Decision]
 
 
@@ -121,9 +126,11 @@ class QueueStore:
         with self.db.write() as conn:
             # Out-of-office pauses that have ended: active again, due as before (store/inbound).
             resume_paused(conn, list(sequences), now, self.db.is_postgres)
-            due = [DueEnrollment(*r) for r in conn.execute(self._skip_locked(
+            due = [DueEnrollment(*r, done=partial(replan.done_steps, conn, r.id),
+                                 lead=partial(replan.lead_of, conn, r.lead_id))
+                   for r in conn.execute(self._skip_locked(
                 select(E.c.id, E.c.lead_id, E.c.sequence, E.c.step_index, E.c.occurrence,
-                       E.c.touch_number, E.c.next_due_at)
+                       E.c.touch_number, E.c.next_due_at, E.c.step_name)
                 # `sequence || ''` keeps the planner off the sequence index: walking the due
                 # index in time order reads ~limit rows; the sequence index would read and
                 # sort every enrollment of the sequence (0.4 s at a million).
@@ -146,20 +153,22 @@ class QueueStore:
         busy = set(conn.execute(select(T.c.enrollment_id).where(
             T.c.enrollment_id.in_(ids), T.c.state.in_(IN_FLIGHT)
         )).scalars())
-        rows, finished = [], []
+        rows, by_id = [], {d.id: d for d in due}
         for d in due:
             if d.id in busy:
                 continue
             p = plan(d)
-            if p is None:
-                finished.append(d)
-            else:
+            if isinstance(p, TouchPlan):
                 rows.append(_new_touch(d, p, worker, now, lease))
-        self._finish_shortened(conn, finished, now)
-        return [claim_of(r) for r in self._insert_touches(conn, rows, now)]
+                if replan.moved(d, p):  # an edit moved it, or a row from before step names
+                    replan.follow(conn, d, p, now)
+            else:
+                replan.settle(conn, d, p, now)
+        return [claim_of(r) for r in self._insert_touches(conn, rows, now, plan, by_id)]
 
     def _insert_touches(
-        self, conn: Connection, rows: list[dict[str, Any]], now: datetime
+        self, conn: Connection, rows: list[dict[str, Any]], now: datetime, plan: Planner,
+        due: dict[int, DueEnrollment],
     ) -> list[Any]:
         if not rows:
             return []
@@ -173,31 +182,45 @@ class QueueStore:
                     ids = dict(conn.execute(
                         insert(T).returning(T.c.enrollment_id, T.c.id), rows).all())
         except IntegrityError:
-            return self._insert_one_by_one(conn, rows, now)
+            return self._insert_one_by_one(conn, rows, now, plan, due)
         return [{**r, "id": ids[r["enrollment_id"]]} for r in rows]
 
     def _insert_one_by_one(
-        self, conn: Connection, rows: list[dict[str, Any]], now: datetime
+        self, conn: Connection, rows: list[dict[str, Any]], now: datetime, plan: Planner,
+        due: dict[int, DueEnrollment],
     ) -> list[Any]:
-        """A step already has a touch (should not happen): stop that enrollment, loudly."""
+        """A step already has a touch (an edit put it back after the lead had it): place
+        the enrollment again after the steps it had; if that fails too, stop it, loudly."""
         out = []
         for r in rows:
-            try:
-                with conn.begin_nested():
-                    i = conn.execute(insert(T).returning(T.c.id), r).scalar_one()
-                out.append({**r, "id": i})
-            except IntegrityError:
-                reason = f"step {r['step_index']} already has a touch"
-                stop(conn, r["enrollment_id"], r["lead_id"], "duplicate_step", now, reason)
+            r = self._insert_one(conn, r)
+            if r is None:
+                continue  # stopped: a second copy of the step is never made
+            if "id" not in r:
+                d = due[r["enrollment_id"]]
+                p = plan(replace(d, step_name=FIND_NEXT))
+                if not isinstance(p, TouchPlan):
+                    replan.settle(conn, d, p, now)
+                    continue
+                replan.follow(conn, d, p, now)
+                r = self._insert_one(conn, {**r, **_plan_columns(d, p)}, stop_on=True, now=now)
+                if r is None:
+                    continue
+            out.append(r)
         return out
 
-    def _finish_shortened(self, conn: Connection, due: list[DueEnrollment], now: datetime) -> None:
-        """The sequence lost the step an enrollment waited for: it is finished."""
-        for d in due:
-            conn.execute(update(E).where(E.c.id == d.id).values(
-                state=EnrollmentState.finished.value, updated_at=now))
-            events.log(conn, "enrollment_finished", now, d.lead_id, d.id,
-                       reason="the sequence has no step left for it")
+    def _insert_one(self, conn: Connection, r: dict[str, Any], stop_on: bool = False,
+                    now: datetime | None = None) -> dict[str, Any] | None:
+        """The row with its id; without one if the step has a touch (None once stopped)."""
+        try:
+            with conn.begin_nested():
+                return {**r, "id": conn.execute(insert(T).returning(T.c.id), r).scalar_one()}
+        except IntegrityError:
+            if not stop_on or now is None:
+                return r
+            reason = f"step '{r['step_name']}' already has a touch"
+            stop(conn, r["enrollment_id"], r["lead_id"], "duplicate_step", now, reason)
+            return None
 
     def claim_retries(
         self, worker: str, sequences: Collection[str], now: datetime, limit: int,
@@ -345,13 +368,23 @@ def _lead_of(row: Any) -> LeadRecord:
     )
 
 
+def _plan_columns(d: DueEnrollment, p: TouchPlan) -> dict[str, Any]:
+    """The step columns of a touch: as planned now (the sequence may have been edited)."""
+    return {
+        "step_name": p.step_name,
+        "step_index": d.step_index if p.step_index is None else p.step_index,
+        "occurrence": d.occurrence if p.occurrence is None else p.occurrence,
+        "channel": p.channel, "task_kind": p.task_kind, "mailbox": p.mailbox,
+        "message_id": p.message_id,
+    }
+
+
 def _new_touch(d: DueEnrollment, p: TouchPlan, worker: str, now: datetime,
                lease: timedelta) -> dict[str, Any]:
     return {
         "enrollment_id": d.id, "lead_id": d.lead_id, "sequence": d.sequence,
-        "step_name": p.step_name, "step_index": d.step_index, "occurrence": d.occurrence,
-        "touch_number": d.touch_number + 1, "channel": p.channel, "task_kind": p.task_kind,
-        "state": TouchState.claimed.value, "mailbox": p.mailbox, "message_id": p.message_id,
+        **_plan_columns(d, p), "touch_number": d.touch_number + 1,
+        "state": TouchState.claimed.value,
         "in_reply_to": "", "references": "", "subject": "", "body_text": "",
         "planned_at": d.due_at, "claimed_at": now, "claimed_by": worker,
         "lease_until": now + lease, "fence": 1, "attempts": 0, "deferrals": 0,
@@ -367,5 +400,6 @@ def claim_of(r: Any) -> Claim:
         lead_id=r["lead_id"], sequence=r["sequence"], step_index=r["step_index"],
         occurrence=r["occurrence"], touch_number=r["touch_number"], channel=r["channel"],
         mailbox=r["mailbox"], message_id=r["message_id"], attempts=r["attempts"],
+        step_name=r["step_name"],
         planned_at=r["planned_at"], deferrals=r["deferrals"],
     )

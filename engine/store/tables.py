@@ -58,7 +58,10 @@ class Enrollment(SQLModel, table=True):
     sequence: str = Field(index=True)
     state: str = "active"  # EnrollmentState
     stop_reason: str = ""
-    step_index: int = 0  # the next step to run
+    step_index: int = 0  # where the next step stood when planned (a hint; the name decides)
+    # The next step's name: its identity, so an edit of the sequence (steps inserted,
+    # removed, reordered) never re-sends or skips one; '' for rows planned before 0004.
+    step_name: str = ""
     occurrence: int = 0  # for `cron` + `repeat` steps: which repetition is next
     touch_number: int = 0  # touches done so far in this enrollment
     next_due_at: datetime | None = None  # UTC; None while a touch is in flight or when done
@@ -73,8 +76,9 @@ class Touch(SQLModel, table=True):
     """Every outbound message or manual task, from claim to outcome."""
 
     __table_args__ = (
-        # Never a second copy of the same step: one row per (enrollment, step, repetition).
-        UniqueConstraint("enrollment_id", "step_index", "occurrence", name="uq_touch_step"),
+        # Never a second copy of the same step: one row per (enrollment, step, repetition),
+        # the step by name (its position changes when the sequence is edited).
+        UniqueConstraint("enrollment_id", "step_name", "occurrence", name="uq_touch_step"),
         Index("ix_touch_mailbox_sent", "mailbox", "sent_at"),
         Index("ix_touch_state_lease", "state", "lease_until"),
         # Retries and reclaimed touches wait as `claimed` with a retry time.

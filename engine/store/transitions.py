@@ -19,19 +19,21 @@ from engine.store.tables import Enrollment, Lead, Suppression, Touch
 
 T, E, L, S = Touch.__table__, Enrollment.__table__, Lead.__table__, Suppression.__table__
 
-# The hot path, built once: point the enrollment at its next step (if still at this one).
+# The hot path, built once: point the enrollment at its next step (if still at this one:
+# the step by name, since an edit of the sequence moves positions).
 _ADVANCE = update(E).where(
-    E.c.id == bindparam("eid"), E.c.step_index == bindparam("si"),
+    E.c.id == bindparam("eid"), E.c.step_name == bindparam("sn"),
     E.c.occurrence == bindparam("oc"),
 ).values(
-    step_index=bindparam("v_si"), occurrence=bindparam("v_oc"), updated_at=bindparam("now"),
+    step_index=bindparam("v_si"), step_name=bindparam("v_sn"), occurrence=bindparam("v_oc"),
+    updated_at=bindparam("now"),
     next_due_at=case((E.c.state.in_(LIVE), bindparam("v_due", type_=E.c.next_due_at.type)),
                      else_=None),
 )
 _ADVANCE_COUNTED = _ADVANCE.values(touch_number=E.c.touch_number + 1,
                                    last_touch_at=bindparam("now"))
 # The last step's finish, built once too (every touch of a one-step sequence comes here).
-_AT_STEP = (E.c.id == bindparam("eid"), E.c.step_index == bindparam("si"),
+_AT_STEP = (E.c.id == bindparam("eid"), E.c.step_name == bindparam("sn"),
             E.c.occurrence == bindparam("oc"))
 _KEEP_STATE = update(E).where(*_AT_STEP).values(updated_at=bindparam("now"))
 _FINISH = _KEEP_STATE.where(E.c.state.in_(LIVE)).values(
@@ -87,23 +89,29 @@ def advance_in(conn: Connection, t: Any, advance: Advance, now: datetime, counte
     nxt = advance.next
     if nxt is not None:
         conn.execute(_ADVANCE_COUNTED if counted else _ADVANCE, {
-            "eid": t.enrollment_id, "si": t.step_index, "oc": t.occurrence, "now": now,
-            "v_si": nxt.step_index, "v_oc": nxt.occurrence, "v_due": nxt.due_at})
+            "eid": t.enrollment_id, "sn": t.step_name, "oc": t.occurrence, "now": now,
+            "v_si": nxt.step_index, "v_sn": nxt.step_name, "v_oc": nxt.occurrence,
+            "v_due": nxt.due_at})
+        if advance.on_finish_unavailable:
+            events.log(conn, "on_finish_unavailable", now, t.lead_id, t.enrollment_id,
+                       sequence=t.sequence, on_finish=advance.on_finish_unavailable,
+                       detail="not loaded now (broken or missing): the lead waits for it")
         return
     finish, keep_state = _FINISHING[counted]
-    params = {"eid": t.enrollment_id, "si": t.step_index, "oc": t.occurrence, "now": now}
+    params = {"eid": t.enrollment_id, "sn": t.step_name, "oc": t.occurrence, "now": now}
     if not conn.execute(finish, params).rowcount:
         # stopped or handed off meanwhile: keep that state, count the touch
         conn.execute(keep_state, params)
         return
     events.log(conn, "enrollment_finished", now, t.lead_id, t.enrollment_id)
     if advance.follow_on is not None:
-        _enroll_follow_on(conn, t.lead_id, advance.follow_on.sequence, advance.follow_on.next,
-                          now, t.sequence)
+        enroll_follow_on(conn, t.lead_id, advance.follow_on.sequence, advance.follow_on.next,
+                         now, t.sequence)
 
 
-def _enroll_follow_on(conn: Connection, lead_id: int, sequence: str, nxt: Any,
-                      now: datetime, after: str) -> None:
+def enroll_follow_on(conn: Connection, lead_id: int, sequence: str, nxt: Any,
+                     now: datetime, after: str) -> None:
+    """`on_finish: {enroll: sequence}`: a new enrollment, unless suppressed or live there."""
     email = conn.execute(select(L.c.email).where(L.c.id == lead_id)).scalar_one()
     if conn.execute(select(S.c.email).where(S.c.email == email)).first():
         return
@@ -116,6 +124,7 @@ def _enroll_follow_on(conn: Connection, lead_id: int, sequence: str, nxt: Any,
         lead_id=lead_id, sequence=sequence, stop_reason="", touch_number=0,
         state=EnrollmentState.active.value if nxt else EnrollmentState.finished.value,
         step_index=nxt.step_index if nxt else 0, occurrence=nxt.occurrence if nxt else 0,
+        step_name=nxt.step_name if nxt else "",
         next_due_at=nxt.due_at if nxt else None, paused_until=None, enrolled_at=now,
         last_touch_at=None, updated_at=now, source=source,
     )).scalar_one()
