@@ -47,6 +47,7 @@ class Database:
                 f"database_url '{url}' is not supported; use sqlite:///path/to/nurture.db "
                 "or postgresql://user@host/dbname"
             )
+        self.sqlite_path = _sqlite_path(self.url) if self.is_sqlite else None
         self.engine = _sqlite_engine(self.url) if self.is_sqlite else _pg_engine(self.url)
         # SQLite: one writer; concurrent writers share a transaction and its fsync.
         self._group = GroupCommit(self.engine) if self.is_sqlite else None
@@ -73,6 +74,8 @@ class Database:
         """Bring the schema to `revision` with alembic (`nurture db upgrade`)."""
         from alembic import command
 
+        if self.sqlite_path is not None:  # only creating the database makes its folder
+            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         with self.engine.connect() as conn:
             cfg = _alembic_config(conn)
             command.upgrade(cfg, revision)
@@ -92,6 +95,9 @@ class Database:
 
     def check_schema(self) -> None:
         """Raise a clear error unless the schema is at the newest revision."""
+        if self.sqlite_path is not None and not self.sqlite_path.is_file():
+            # Connecting would create an empty file (and a read-only command must not).
+            raise DatabaseError(f"no database at {self.sqlite_path}; run `nurture db upgrade`")
         try:
             current = self.current_revision()
         except OperationalError as exc:
@@ -122,10 +128,14 @@ def _alembic_config(conn: Connection) -> Any:
     return cfg
 
 
+def _sqlite_path(url: str) -> Path | None:
+    """The database file of a sqlite URL; None for an in-memory database."""
+    path = url.split(":///", 1)[-1].split("?", 1)[0] if ":///" in url else ""
+    return Path(path) if path and path != ":memory:" else None
+
+
 def _sqlite_engine(url: str) -> Engine:
     path = url.split(":///", 1)[-1]
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000},
