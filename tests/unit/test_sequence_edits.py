@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from structlog.testing import capture_logs
 
 from engine.store.tables import Enrollment, Event
 from tests.servers.engine_env import Env, make_env, sequence
@@ -134,3 +135,28 @@ def test_an_open_task_whose_step_was_removed_moves_the_lead_on_when_done(
     env.tasks.complete(open_task.id, "sam")
     run_days(env)
     assert subjects(env) == ["b", "c"]
+
+
+def test_on_finish_waits_for_a_target_that_is_not_loaded(tmp_path: Path) -> None:
+    """on_finish names a sequence broken mid-edit: the lead is not dropped. The event names
+    both sequences, and the lead is enrolled there once a reload brings it back."""
+    welcome = sequence(steps=steps("a"), on_finish={"enroll": "ripen"})
+    env = make_env(tmp_path, [welcome], templates=TEMPLATE)
+    env.enroll("ada@example.com")
+    with capture_logs() as logs:
+        env.run_once()
+        env.clock.advance(hours=1)
+        env.run_once()
+    assert [(e["sequence"], e["state"]) for e in env.store.reports.enrollments()] == [
+        ("welcome", "active")]
+    [waiting] = events(env, "on_finish_unavailable")
+    assert (waiting["sequence"], waiting["on_finish"]) == ("welcome", "ripen")
+    assert any(x["event"] == "on_finish_unavailable" and x["on_finish"] == "ripen"
+               for x in logs)
+    env.catalog.sequences["ripen"] = sequence("ripen", steps=steps("b"))  # the reload
+    env.clock.advance(minutes=15)
+    env.run_once()  # welcome finishes and ripen begins
+    env.run_once()  # ripen's first step
+    assert sorted((e["sequence"], e["state"]) for e in env.store.reports.enrollments()) == [
+        ("ripen", "finished"), ("welcome", "finished")]
+    assert subjects(env) == ["a", "b"]
