@@ -129,6 +129,10 @@ class InvalidToken(NurtureError):
     """The link is invalid or was tampered with."""
 
 
+class OutdatedToken(InvalidToken):
+    """This unsubscribe link is from an older email and no longer works."""
+
+
 class RecipientRejected(PermanentSendError):
     """The relay refused the recipient address (5xx at RCPT, or 5.1.x): a hard bounce."""
 

@@ -75,15 +75,16 @@ class MessageMaker:
                        self.plan.key(lead.id, seq.name), lead.condition_fields())
         return template_context(
             lead.as_mapping(), self.sender(mbox), seq, step, claim.touch_number,
-            nxt.due_at if nxt else None, self.unsubscribe_url(lead.id, seq.name), zone,
+            nxt.due_at if nxt else None, self.unsubscribe_url(lead.id, seq.name, lead.email),
+            zone,
         )
 
     def sender(self, mbox: MailboxConfig) -> dict[str, str]:
         return {"name": mbox.from_name, "email": mbox.address, "signature": mbox.signature,
                 "postal_address": self.settings.postal_address}
 
-    def unsubscribe_url(self, lead_id: int, sequence: str) -> str:
-        token = make_token(self.settings.secret_key, lead_id, sequence)
+    def unsubscribe_url(self, lead_id: int, sequence: str, email: str) -> str:
+        token = make_token(self.settings.secret_key, lead_id, sequence, email)
         return f"{self.settings.base_url.rstrip('/')}/u/{token}"
 
     def email(self, seq: Sequence, step: Step, mbox: MailboxConfig, ctx: SendContext,

@@ -1,8 +1,11 @@
 """Unsubscribing through the signed link: read the token, suppress the address, stop its mail.
 
-The token (domain/unsubscribe_token.py) names the lead and the sequence whose email carried
-the link. Unsubscribing suppresses the lead's address, which stops every live enrollment of
-the lead: CAN-SPAM and RFC 8058 mean "no more mail from this sender", not "from this list".
+The token (domain/unsubscribe_token.py) names the lead, the address the email went to and
+the sequence whose email carried the link. The lead's address must still be that one: a link
+never unsubscribes someone it was not sent to (a reused lead id after a database reset, a
+lead whose address changed). Unsubscribing suppresses the lead's address, which stops every
+live enrollment of the lead: CAN-SPAM and RFC 8058 mean "no more mail from this sender", not
+"from this list".
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ class Unsubscriber:
     def _lead(self, token: str) -> tuple[str, str]:
         claim = read_token(self.secret, token)
         lead = self.leads.get_by_id(claim.lead_id)
-        if lead is None:
-            # A valid signature for a lead that no longer exists: nothing to unsubscribe.
+        if lead is None or not claim.is_for(self.secret, lead.email):
+            # A valid signature, but that lead is gone or has another address now: the
+            # person this link was sent to is not on file, so nobody is unsubscribed.
             raise InvalidToken("this unsubscribe link is for an address we do not know")
         return lead.email, claim.sequence

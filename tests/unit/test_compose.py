@@ -3,11 +3,13 @@ identifiers stamped on it (Message-ID, unsubscribe token)."""
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
 import pytest
 
+from engine.domain import unsubscribe_token
 from engine.domain.correlation import (
     mint_message_id,
     parse_message_id,
@@ -15,8 +17,8 @@ from engine.domain.correlation import (
     reply_subject,
 )
 from engine.domain.touch import Outbound
-from engine.domain.unsubscribe_token import make_token, read_token
-from engine.errors import ConfigError, HeaderInjection, InvalidToken
+from engine.domain.unsubscribe_token import _sign, make_token, read_token
+from engine.errors import ConfigError, HeaderInjection, InvalidToken, OutdatedToken
 from engine.mail.compose import message_bytes
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -132,19 +134,38 @@ def test_message_ids_are_unique_and_name_their_touch() -> None:
 
 def test_unsubscribe_tokens_round_trip_and_refuse_tampering() -> None:
     """A token names its lead and sequence; a changed byte or key is refused."""
-    token = make_token("k1", 42, "demo-request")
+    token = make_token("k1", 42, "demo-request", "ada@example.com")
     claim = read_token("k1", token)
     assert (claim.lead_id, claim.sequence) == (42, "demo-request")
     with pytest.raises(InvalidToken):
         read_token("k2", token)
     with pytest.raises(InvalidToken):
-        read_token("k1", make_token("k1", 43, "demo-request").split(".")[0] + "."
-                   + token.split(".")[1])
+        read_token("k1", make_token("k1", 43, "demo-request", "ada@example.com").split(".")[0]
+                   + "." + token.split(".")[1])
     with pytest.raises(InvalidToken):
         read_token("k1", "garbage")
+
+
+def test_an_unsubscribe_token_names_its_recipient_without_showing_the_address() -> None:
+    """The token holds a keyed hash of the address: it matches that address (any case) and
+    no other, and the address cannot be read from the link."""
+    token = make_token("k1", 42, "demo-request", "ada@example.com")
+    claim = read_token("k1", token)
+    assert claim.is_for("k1", "Ada@Example.com")
+    assert not claim.is_for("k1", "grace@example.com")
+    assert b"ada" not in base64.urlsafe_b64decode(token.split(".")[0] + "==")
+
+
+def test_a_token_of_the_first_format_is_outdated() -> None:
+    """`lead_id:sequence` tokens (signed, without the recipient) get OutdatedToken, whose
+    message says how to unsubscribe instead."""
+    payload = b"42:demo-request"
+    old = f"{unsubscribe_token._b64(payload)}.{unsubscribe_token._b64(_sign('k1', payload))}"
+    with pytest.raises(OutdatedToken, match='reply to that email with the word "unsubscribe"'):
+        read_token("k1", old)
 
 
 def test_no_secret_key_is_a_config_error() -> None:
     """Signing without NURTURE_SECRET_KEY says how to set it."""
     with pytest.raises(ConfigError, match="NURTURE_SECRET_KEY"):
-        make_token("", 1, "s")
+        make_token("", 1, "s", "ada@example.com")
