@@ -17,7 +17,7 @@ from engine.errors import (
     RecipientRejected,
     TransientSendError,
 )
-from engine.store.tables import Enrollment
+from engine.store.tables import Enrollment, Lead
 from engine.testing import SentMessage
 from tests.servers.engine_env import Env, make_env, sequence
 
@@ -212,8 +212,12 @@ def test_a_template_failing_for_a_lead_fails_that_touch(tmp_path: Path) -> None:
 
 
 def test_lead_data_cannot_inject_headers(env: Env) -> None:
-    """A first name with CR/LF (it ends up in To and Subject): refused, nothing sent."""
-    env.enroll("ada@example.com", first_name="Ada\r\nBcc: eve@evil.test")
+    """A first name with CR/LF already in the database (enroll refuses it now, but rows
+    written before, or by hand, may hold it; it ends up in To and Subject): the touch is
+    refused at send time too, nothing sent."""
+    env.enroll("ada@example.com", first_name="Ada")
+    with env.store.db.write() as conn:
+        conn.execute(update(Lead.__table__).values(first_name="Ada\r\nBcc: eve@evil.test"))
     env.run_once()
     assert env.sender.attempts == []
     assert "control character" in env.touches()[0].error
