@@ -248,6 +248,11 @@ class Renderer:
                 AttributeError) as exc:
             where, at = self._line_in(exc, name)
             raise RenderError(where, line or at, _sentence(exc, context)) from None
+        except (MemoryError, RecursionError) as exc:
+            # Authored content must not take the daemon down: this render fails, and the
+            # touch with it (caught here, the stack is unwound and the memory freed).
+            where, at = self._line_in(exc, name)
+            raise RenderError(where, line or at, _EXHAUSTED[type(exc)]) from None
 
     def _line_in(self, exc: BaseException, name: str) -> tuple[str, int | None]:
         """The innermost template frame of the traceback: (template name, line)."""
@@ -266,6 +271,14 @@ class Renderer:
             return Path(filename).resolve().relative_to(self.templates_dir.resolve()).as_posix()
         except ValueError:
             return None
+
+
+_EXHAUSTED = {
+    MemoryError: "the template needs more memory than there is (a huge repetition, e.g. "
+                 "'x' * 10**9?)",
+    RecursionError: "the template calls itself without end (a macro or include that "
+                    "recurses?)",
+}
 
 
 def _sentence(exc: BaseException, context: Mapping[str, Any] | None) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -23,11 +23,13 @@ from engine.domain.sequence import Sequence
 from engine.domain.touch import (
     MAX_ATTEMPTS,
     MAX_DEFERRALS,
+    Advance,
     Claim,
     Decision,
     Defer,
     Delivered,
     DueEnrollment,
+    Fail,
     Failed,
     NoStep,
     Outcome,
@@ -42,6 +44,8 @@ from engine.errors import (
     MailboxQuotaExhausted,
     MailboxRejected,
     RecipientRejected,
+    RenderError,
+    ScheduleError,
     SendError,
     TransientSendError,
 )
@@ -51,6 +55,10 @@ from engine.services.ports import Catalog, Clock, MailboxStore, QueueStore, Send
 from engine.settings import MailboxConfig
 
 log = structlog.get_logger("nurture.send")
+# What a touch's own computation may raise (schedule maths, a resource-hungry template):
+# that touch fails. Anything else (the database) is retried: see process().
+UNMAKEABLE = (ArithmeticError, ValueError, TypeError, LookupError, AttributeError,
+              RecursionError, MemoryError, RenderError, ScheduleError)
 FINISH_TRIES = 5  # a delivered touch must be recorded: retry the commit before giving up
 ON_FINISH_RETRY = timedelta(minutes=15)  # look again for an on_finish target not loaded
 
@@ -89,12 +97,14 @@ class SendDue:
         self.plan = Planning(catalog.sequences, settings.default_timezone)
         self.stopping = False
         self._paused: dict[str, datetime] = {}
+        self._leftovers: list[Callable[[], object]] = []
 
     # --- one pass ------------------------------------------------------------------------
 
     async def run_pass(self) -> PassReport:
         """Claim and process what is due now, mailbox by mailbox, within limits and pauses."""
         report = PassReport()
+        await self._run_leftovers()
         now = self.clock.now()
         paused = await asyncio.to_thread(self.mstore.paused, now)
         self._paused = {name: until for name, (until, _) in paused.items()}
@@ -190,6 +200,21 @@ class SendDue:
     # --- one touch -----------------------------------------------------------------------
 
     async def process(self, claim: Claim, report: PassReport) -> None:
+        """One touch, start to end; whatever goes wrong with it stays with it."""
+        try:
+            await self._process(claim, report)
+        except Exception as exc:  # noqa: BLE001 - one bad touch never stops the pass
+            report.tally("error")
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("touch_error", **_ids(claim), reason=reason, exc_info=True)
+            now, attempts = self.clock.now(), claim.attempts + 1
+            retry_at = now + backoff(attempts) if attempts < MAX_ATTEMPTS else None
+            # A no-op unless still `claimed` by us: a `sending` touch waits in _leftovers.
+            self._later(partial(self.queue.give_back, claim, self.settings.worker, now,
+                                retry_at, f"error: {reason}"))
+            await self._run_leftovers()
+
+    async def _process(self, claim: Claim, report: PassReport) -> None:
         seq = self.catalog.sequences.get(claim.sequence)
         now = self.clock.now()
         begun = await asyncio.to_thread(
@@ -207,11 +232,15 @@ class SendDue:
                      **_why(decision))
             return
         outcome = await self._smtp(claim, decision)
-        advance = None
+        advance, halt = None, ""
         if isinstance(outcome, Delivered) and seq is not None:
-            advance = self.plan.advance(seq, begun.context.lead, claim.step_index,
-                                        claim.occurrence, outcome.at, claim.step_name)
-        recorded = await self._finish(claim, outcome, advance)
+            try:
+                advance = self.plan.advance(seq, begun.context.lead, claim.step_index,
+                                            claim.occurrence, outcome.at, claim.step_name)
+            except Exception as exc:  # noqa: BLE001 - it left: record it, stop the rest
+                halt = f"sent, but the next step's time cannot be computed: {exc}"
+                log.error("touch_error", **_ids(claim), reason=halt)
+        recorded = await self._finish(claim, outcome, advance, halt)
         self._log_outcome(claim, outcome, recorded, report)
         if recorded and isinstance(outcome, Delivered):
             await self._copy_to_sent(claim, decision.raw)
@@ -225,7 +254,14 @@ class SendDue:
         mbox = self.mailboxes.get(claim.mailbox)
         if seq is None or mbox is None:
             return Defer(now + timedelta(minutes=15), "sequence or mailbox not loaded")
-        return self.maker.decide(seq, mbox, ctx, now)
+        try:
+            return self.maker.decide(seq, mbox, ctx, now)
+        except UNMAKEABLE as exc:
+            # This lead's touch cannot be made (a due time out of range, a template that
+            # exhausts memory): fail it with the reason, never retry it into a crash loop.
+            reason = f"this touch cannot be made: {type(exc).__name__}: {exc}"
+            log.error("touch_error", **_ids(claim), reason=reason)
+            return Fail(reason)
 
     async def _smtp(self, claim: Claim, mail: SendEmail) -> Outcome:
         try:
@@ -255,17 +291,34 @@ class SendDue:
             return Retry(now + backoff(attempts), exc.code, said)
         return Failed(exc.code, said, bounce=isinstance(exc, RecipientRejected))
 
-    async def _finish(self, claim: Claim, outcome: Outcome, advance: object) -> bool:
+    async def _finish(self, claim: Claim, outcome: Outcome, advance: Advance | None,
+                      halt: str = "") -> bool:
+        record = partial(self.queue.finish, claim, outcome, advance, self.clock.now(), halt)
         for attempt in range(FINISH_TRIES):
             try:
-                return await asyncio.to_thread(self.queue.finish, claim, outcome, advance,
-                                               self.clock.now())
+                return await asyncio.to_thread(record)
             except Exception:
                 if attempt == FINISH_TRIES - 1:
-                    raise  # the touch stays `sending`: in doubt after restart, never lost
+                    # Still `sending` (our lease kept by the heartbeat): recorded by a later
+                    # pass once the database answers; in doubt only if we stop first.
+                    self._later(record)
+                    raise
                 log.warning("touch_finish_retry", **_ids(claim), exc_info=True)
                 await asyncio.sleep(0.2 * 2**attempt)
         return False
+
+    def _later(self, write: Callable[[], object]) -> None:
+        self._leftovers.append(write)
+
+    async def _run_leftovers(self) -> None:
+        """Writes that failed (the database was away): tried again, kept until they work."""
+        pending, self._leftovers = self._leftovers, []
+        for write in pending:
+            try:
+                await asyncio.to_thread(write)
+            except Exception as exc:  # noqa: BLE001 - still away: next pass
+                log.warning("touch_write_pending", error=f"{type(exc).__name__}: {exc}")
+                self._leftovers.append(write)
 
     async def _copy_to_sent(self, claim: Claim, raw: bytes) -> None:
         if self.sent_copy is None or not self.sent_copy.configured(claim.mailbox):

@@ -338,13 +338,36 @@ class QueueStore:
                       claimed_by="", lease_until=None)
 
     def finish(self, claim: Claim, outcome: Outcome, advance: Advance | None,
-               now: datetime) -> bool:
-        """Record the SMTP outcome of a `sending` touch; False if the claim was lost."""
+               now: datetime, halt: str = "") -> bool:
+        """Record the SMTP outcome of a `sending` touch; False if the claim was lost.
+
+        `halt`: the enrollment cannot go on (its next step's time cannot be computed):
+        stopped with that reason, the touch still recorded as sent.
+        """
         with self.db.write() as conn:
             t = conn.execute(self._touch_stmt, {"tid": claim.touch_id}).first()
             if t is None or (t.state, t.fence) != (TouchState.sending.value, claim.fence):
                 return False
-            record_outcome(conn, t, outcome, advance, now)
+            if halt:
+                stop(conn, t.enrollment_id, t.lead_id, "schedule_error", now, halt)
+            record_outcome(conn, t, outcome, None if halt else advance, now)
+            return True
+
+    def give_back(self, claim: Claim, worker: str, now: datetime, retry_at: datetime | None,
+                  reason: str) -> bool:
+        """A claimed touch that broke before SMTP (an error, not a decision): waiting again
+        until `retry_at` (an attempt used, a new fence), or failed and its enrollment stopped
+        when `retry_at` is None. False if this worker no longer holds the claim."""
+        with self.db.write() as conn:
+            t = conn.execute(self._touch_stmt, {"tid": claim.touch_id}).first()
+            if t is None or (t.state, t.fence, t.claimed_by) != (
+                    TouchState.claimed.value, claim.fence, worker):
+                return False
+            if retry_at is None:
+                self._apply(conn, t, Fail(reason), now, timedelta(0))
+            else:
+                set_touch(conn, t, claimed_by="", lease_until=None, retry_at=retry_at,
+                          attempts=t.attempts + 1, error=reason[:500], fence=t.fence + 1)
             return True
 
 

@@ -3,15 +3,20 @@ schedules that cannot be computed (fake sender, frozen clock, real SQLite)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from structlog.testing import capture_logs
 
 from engine.domain.touch import MAX_DEFERRALS
 from engine.errors import MailboxRejected
 from engine.store.tables import Touch
-from tests.servers.engine_env import Env, make_env
+from engine.testing import FrozenClock
+from tests.servers.engine_env import Env, make_env, sequence
 
 T = Touch.__table__
 
@@ -21,11 +26,16 @@ def env(tmp_path: Path) -> Env:
     return make_env(tmp_path)
 
 
-def touch_row(env: Env) -> tuple[str, int, int]:
-    """(state, deferrals, attempts) of the only touch."""
+def touch_row(env: Env, touch_id: int = 1) -> tuple[str, int, int]:
+    """(state, deferrals, attempts) of one touch."""
     with env.store.db.read() as conn:
-        [row] = conn.execute(select(T.c.state, T.c.deferrals, T.c.attempts)).all()
+        [row] = conn.execute(select(T.c.state, T.c.deferrals, T.c.attempts)
+                             .where(T.c.id == touch_id)).all()
     return tuple(row)  # type: ignore[return-value]
+
+
+def states(env: Env) -> list[str]:
+    return [t.state for t in env.touches()]
 
 
 def test_mailbox_pauses_for_one_touch_are_capped(env: Env) -> None:
@@ -45,3 +55,103 @@ def test_mailbox_pauses_for_one_touch_are_capped(env: Env) -> None:
     assert env.store.reports.enrollments()[0]["stop_reason"] == "send_failed"
     assert env.store.leads.suppression("ada@example.com") is None
     assert len(env.sender.attempts) == MAX_DEFERRALS
+
+
+RESOURCE_HOGS = {
+    "memory": ("{{ 'x' * (2**62) }}", "more memory"),
+    "recursion": ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "calls itself"),
+}
+
+
+@pytest.mark.parametrize("hog", sorted(RESOURCE_HOGS))
+def test_a_template_that_exhausts_resources_fails_only_its_touch(
+    tmp_path: Path, hog: str
+) -> None:
+    """MemoryError / RecursionError in a template: that touch fails with a sentence, the
+    pass goes on and the other lead's touch (another template) is sent."""
+    body, words = RESOURCE_HOGS[hog]
+    two = sequence("other", steps=[{"name": "fine", "after": "0m", "send_window": "any",
+                                    "email": {"template": "again.md.j2"}}])
+    env = make_env(tmp_path, [sequence(), two], templates={
+        "hello.md.j2": f"---\nsubject: Hi\n---\n{body}\n"})
+    env.enroll("ada@example.com")
+    env.enroll("bob@example.com", seq="other")
+    counts = env.run_once()
+    assert (counts["fail"], counts["sent"]) == (1, 1)
+    failed = next(t for t in env.touches() if t.state == "failed")
+    assert words in failed.error and "hello.md.j2" in failed.error
+    assert [m.recipient for m in env.sender.sent] == ["bob@example.com"]
+
+
+def test_a_next_step_out_of_range_after_a_250_records_the_send(tmp_path: Path) -> None:
+    """The 250 came, then the next step's time overflows: the touch is recorded sent (not
+    left in doubt), the enrollment stops with the reason, the pass goes on.
+
+    The step after next is timeable when the message is made and no longer when the 250
+    arrives: the (fake) relay takes two days, so the overflow happens after the send."""
+    last = (datetime.max.replace(tzinfo=UTC) - FrozenClock().now()).days - 1
+    steps = [{"name": "first", "after": "0m", "send_window": "any",
+              "email": {"template": "hello.md.j2"}},
+             {"name": "edge", "after": f"{last} days", "send_window": "any",
+              "email": {"template": "again.md.j2"}}]
+    other = sequence("other", steps=[{"name": "fine", "after": "0m", "send_window": "any",
+                                      "email": {"template": "again.md.j2"}}])
+    env = make_env(tmp_path, [sequence(steps=steps), other])
+    env.enroll("ada@example.com")
+    env.enroll("bob@example.com", seq="other")
+    env.sender.fail = lambda _m: env.clock.advance(days=2) and None  # a slow relay
+    counts = env.run_once()
+    assert counts["sent"] == 2 and states(env) == ["sent", "sent"]
+    rows = {e["sequence"]: e for e in env.store.reports.enrollments()}
+    assert (rows["welcome"]["state"], rows["welcome"]["stop_reason"]) == (
+        "stopped", "schedule_error")
+    assert rows["other"]["state"] == "finished"
+    assert env.run_once()["claimed"] == 0  # nothing left claimed or due: no crash loop
+
+
+def test_a_skipped_step_whose_next_time_overflows_fails_that_touch(tmp_path: Path) -> None:
+    """`when:` false and the following step cannot be timed: failed with the reason."""
+    steps = [{"name": "pro-only", "after": "0m", "send_window": "any", "when": {"plan": "pro"},
+              "email": {"template": "hello.md.j2"}},
+             {"name": "never", "after": "99999999 days", "send_window": "any",
+              "email": {"template": "again.md.j2"}}]
+    env = make_env(tmp_path, [sequence(steps=steps)])
+    env.enroll("ada@example.com", plan="free")
+    env.run_once()
+    [touch] = env.touches()
+    assert touch.state == "failed" and "cannot be made" in touch.error
+    assert env.store.reports.enrollments()[0]["stop_reason"] == "touch_failed"
+
+
+class BrokenOnce:
+    """The real queue, except begin_send fails once for one touch (a database hiccup)."""
+
+    def __init__(self, queue: Any, touch_id: int) -> None:
+        self.queue, self.touch_id, self.failed = queue, touch_id, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.queue, name)
+
+    def begin_send(self, claim: Any, *args: Any) -> Any:
+        if claim.touch_id == self.touch_id and not self.failed:
+            self.failed = True
+            raise OperationalError("UPDATE touch", {}, Exception("database is locked"))
+        return self.queue.begin_send(claim, *args)
+
+
+def test_an_unexpected_error_is_logged_and_the_touch_retried_later(env: Env) -> None:
+    """An error that is not the touch's fault: touch_error, the pass goes on, the touch is
+    given back with a backoff (an attempt used) and sent by a later pass."""
+    env.enroll("ada@example.com")
+    env.enroll("bob@example.com")
+    env.send.queue = BrokenOnce(env.store.queue, touch_id=1)  # type: ignore[assignment]
+    with capture_logs() as logs:
+        counts = env.run_once()
+    assert (counts["error"], counts["sent"]) == (1, 1)
+    [error] = [e for e in logs if e["event"] == "touch_error"]
+    assert error["touch_id"] == 1 and "database is locked" in error["reason"]
+    assert touch_row(env, 1) == ("claimed", 0, 1)
+    env.clock.advance(minutes=1)
+    assert env.run_once()["sent"] == 1
+    assert sorted(m.recipient for m in env.sender.sent) == ["ada@example.com",
+                                                            "bob@example.com"]
