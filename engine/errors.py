@@ -79,6 +79,17 @@ class AlreadyEnrolled(NurtureError):
     """The lead is already active in this sequence."""
 
 
+class HandedOff(NurtureError):
+    """The lead replied and is with a rep: not enrolled until the handoff is closed."""
+
+    def __init__(self, email: str, reason: str) -> None:
+        self.email, self.reason = email, reason
+        super().__init__(
+            f"{email} replied and is with a rep ({reason}); it is not enrolled while the rep "
+            "works the lead. Once the handoff is closed (won, lost, not now) it can be "
+            "enrolled again, or the rep puts it back into nurture (`nurture handoff resume`)")
+
+
 class NotFound(NurtureError):
     """No such record."""
 

@@ -68,7 +68,8 @@ class LeadInput:
 
 @dataclass(frozen=True)
 class EnrollOutcome:
-    """What enrolling one lead did: `enrolled`, `already` (live in the sequence), `suppressed`."""
+    """What enrolling one lead did: `enrolled`, `already` (live in the sequence), `suppressed`,
+    `handed_off` (it replied and a rep works it: not enrolled)."""
 
     email: str
     status: str

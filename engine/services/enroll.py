@@ -17,7 +17,7 @@ from engine.domain.lead import EnrollOutcome, LeadInput, LeadRecord, split_field
 from engine.domain.lead_input import check_lead_data, check_text
 from engine.domain.progress import Next
 from engine.domain.sequence import check_lead_timezone
-from engine.errors import InvalidLead, Suppressed
+from engine.errors import HandedOff, InvalidLead, Suppressed
 from engine.services.planning import Planning
 from engine.services.ports import Catalog, Clock, LeadStore
 
@@ -77,12 +77,15 @@ class Enroller:
 
     def enroll(self, sequence: str, email: str, values: Mapping[str, Any] | None = None,
                source: str = "cli") -> EnrollOutcome:
-        """Enroll one lead; `status` is `enrolled` or `already`. Suppressed -> Suppressed."""
+        """Enroll one lead; `status` is `enrolled` or `already`. Suppressed -> Suppressed;
+        a lead with an open or claimed handoff (it replied, a rep works it) -> HandedOff."""
         lead = parse_lead(email, values or {})
         source = check_text("source", source)
         outcome = self._enroll([lead], sequence, source)[0]
         if outcome.status == "suppressed":
             raise Suppressed(outcome.email, outcome.reason)
+        if outcome.status == "handed_off":
+            raise HandedOff(outcome.email, outcome.reason)
         return outcome
 
     def enroll_rows(
@@ -130,6 +133,9 @@ class Enroller:
                 report.enrolled += 1
             elif o.status == "already":
                 report.already += 1
+            elif o.status == "handed_off":
+                report.rejected.append(Rejected(o.row or 0, o.email,
+                                                f"replied, with a rep ({o.reason})"))
             else:
                 report.rejected.append(Rejected(o.row or 0, o.email,
                                                 f"suppressed ({o.reason})"))

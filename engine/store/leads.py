@@ -15,14 +15,15 @@ from sqlalchemy import Connection, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.domain.lead import EnrollOutcome, LeadInput, LeadRecord
-from engine.domain.states import EnrollmentState
+from engine.domain.states import EnrollmentState, HandoffState
 from engine.domain.touch import NextTouch
 from engine.store import events
 from engine.store.db import Database
-from engine.store.tables import Enrollment, Lead, Suppression
+from engine.store.tables import Enrollment, Handoff, Lead, Suppression
 
-L, E, S = Lead.__table__, Enrollment.__table__, Suppression.__table__
+L, E, S, H = Lead.__table__, Enrollment.__table__, Suppression.__table__, Handoff.__table__
 LIVE = (EnrollmentState.active.value, EnrollmentState.paused.value)
+WITH_REP = (HandoffState.open.value, HandoffState.claimed.value)
 CHUNK = 1000  # rows per transaction on import: big enough to be fast, small enough to retry
 _RETRIES = 3
 
@@ -157,7 +158,8 @@ def _enroll_in(
     suppressed = dict(conn.execute(
         select(S.c.email, S.c.reason).where(S.c.email.in_(emails))
     ).all())
-    wanted = [e for e in emails if e not in suppressed]
+    with_rep = _with_rep(conn, emails)
+    wanted = [e for e in emails if e not in suppressed and e not in with_rep]
     leads = _upsert_leads(conn, [merged[e] for e in wanted], now, source)
     live = set(conn.execute(select(E.c.lead_id).where(
         E.c.sequence == sequence, E.c.state.in_(LIVE),
@@ -171,11 +173,23 @@ def _enroll_in(
     for email in emails:
         if email in suppressed:
             by_email[email] = EnrollOutcome(email, "suppressed", reason=suppressed[email])
+        elif email in with_rep:
+            by_email[email] = EnrollOutcome(email, "handed_off", reason=with_rep[email])
         elif email in enrolled:
             by_email[email] = enrolled[email]
         else:
             by_email[email] = EnrollOutcome(email, "already", lead_id=leads[email].id)
     return [_with_row(by_email[i.email], i.row) for i in chunk]
+
+
+def _with_rep(conn: Connection, emails: list[str]) -> dict[str, str]:
+    """Leads that replied and are with a rep (an open or claimed handoff): not enrolled
+    anywhere until it is closed, so a repeated form post or a CRM sync cannot email them."""
+    rows = conn.execute(select(L.c.email, H.c.id, H.c.state, H.c.rep)
+                        .join(H, H.c.lead_id == L.c.id)
+                        .where(L.c.email.in_(emails), H.c.state.in_(WITH_REP)))
+    return {r.email: f"handoff {r.id} {r.state}" + (f" by {r.rep}" if r.rep else "")
+            for r in rows}
 
 
 def _merge_duplicates(chunk: Sequence[LeadInput]) -> dict[str, LeadInput]:

@@ -15,6 +15,7 @@ from engine.errors import (
     AuthoringError,
     ConfigError,
     DatabaseError,
+    HandedOff,
     InvalidLead,
     InvalidToken,
     InvalidTransition,
@@ -26,8 +27,8 @@ from engine.errors import (
 
 # Most specific first: Suppressed is checked before anything it might also match.
 STATUS: list[tuple[type[NurtureError], int]] = [
-    (Suppressed, 409), (InvalidLead, 422), (UnknownSequence, 422), (AuthoringError, 422),
-    (NotFound, 404),
+    (Suppressed, 409), (HandedOff, 409), (InvalidLead, 422), (UnknownSequence, 422),
+    (AuthoringError, 422), (NotFound, 404),
     (InvalidTransition, 409), (AlreadyEnrolled, 409), (InvalidToken, 400),
     (ConfigError, 503), (DatabaseError, 503),
 ]
@@ -50,7 +51,7 @@ def field_of(exc: NurtureError) -> str | None:
     """Which request field an error is about, for `{"error": ..., "field": ...}`."""
     if isinstance(exc, UnknownSequence | AuthoringError):
         return "sequence"
-    if isinstance(exc, Suppressed):
+    if isinstance(exc, Suppressed | HandedOff):
         return "email"
     if isinstance(exc, InvalidLead):
         head, sep, _ = exc.message.partition(":")

@@ -8,11 +8,13 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
 from engine.errors import AlreadyEnrolled, InvalidTransition, Suppressed
 from engine.mail.parse import parse_inbound
 from engine.services.handle_inbound import HandleInbound, InboundSettings
 from engine.services.handoff import Handoffs
+from engine.store.tables import Enrollment
 from tests.servers.engine_env import Env, make_env, sequence
 
 
@@ -98,8 +100,16 @@ def test_resume_refuses_a_suppressed_lead(env: Env, handoff_id: int) -> None:
 
 
 def test_resume_refuses_a_lead_already_in_that_sequence(env: Env, handoff_id: int) -> None:
-    """Already active in ripen: said so, nothing changes."""
-    env.enroll("ada@example.com", seq="ripen")
+    """Already active in ripen (enrolled in a race with the reply; enrolling is refused
+    once the handoff exists): said so, nothing changes."""
+    lead = env.store.leads.get("ada@example.com")
+    assert lead is not None
+    now = env.clock.now()
+    with env.store.db.write() as conn:
+        conn.execute(insert(Enrollment.__table__).values(
+            lead_id=lead.id, sequence="ripen", state="active", stop_reason="", step_index=0,
+            step_name="first", occurrence=0, touch_number=0, enrolled_at=now,
+            updated_at=now, source="test"))
     with pytest.raises(AlreadyEnrolled, match="already active in 'ripen'"):
         service(env).resume(handoff_id, "ripen")
     assert env.store.handoffs.get(handoff_id).state == "open"
