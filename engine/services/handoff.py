@@ -4,6 +4,10 @@ back into a nurture sequence. Shared by the CLI (`nurture handoff ...`) and the 
     open --claim--> claimed --close--> closed (won | lost | not_now)
     open | claimed --close--> closed
     open | claimed --resume SEQUENCE--> closed (renurtured) + a new enrollment
+
+A claimed handoff belongs to its rep: another rep (`by`) cannot close or resume it. The
+store checks that in the same UPDATE as the state, so it holds under races too. Without
+`by` (an operator at the CLI) any live handoff can be closed or resumed.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class Handoffs:
         h = self.store.get(handoff_id)
         if h.state == HandoffState.closed.value:
             raise InvalidTransition(_closed(h, "closed again"))
+        _check_owner(h, by, "close")
         values: dict[str, Any] = {"state": HandoffState.closed.value, "outcome": result.value,
                                   "closed_at": self.clock.now()}
         if note:
@@ -100,6 +105,7 @@ class Handoffs:
         h = self.store.get(handoff_id)
         if h.state == HandoffState.closed.value:
             raise InvalidTransition(_closed(h, "resumed"))
+        _check_owner(h, by, "put back into nurture")
         now = self.clock.now()
 
         def plan(lead: LeadRecord) -> NextTouch | None:
@@ -117,6 +123,13 @@ class Handoffs:
         if self.reps and rep not in self.reps:
             raise NotFound(f"no rep named '{rep}'; configured reps: {', '.join(self.reps)}")
         return rep
+
+
+def _check_owner(h: HandoffLike, by: str, verb: str) -> None:
+    """A rep may not act on a lead another rep has claimed (the store re-checks atomically)."""
+    if by and h.state == HandoffState.claimed.value and h.rep and h.rep != by:
+        raise InvalidTransition(f"handoff {h.id} is claimed by {h.rep}; only they can {verb} "
+                                "it")
 
 
 def _closed(h: HandoffLike, verb: str) -> str:

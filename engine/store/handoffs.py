@@ -2,8 +2,10 @@
 timeline, and the guarded moves claim / close / resume (each one transaction).
 
 The service (services/handoff.py) says which moves are allowed; every update here names the
-state it expects, so two reps acting at once cannot both win: the loser gets
-InvalidTransition saying what happened.
+state it expects and, when a rep acts (`by`), that a claimed handoff is claimed by that rep,
+in the same UPDATE: two reps acting at once cannot both win, and rep B cannot close or
+resume a lead rep A claimed a moment before. The loser gets InvalidTransition saying what
+happened.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, insert, or_, select, text, update
 
 from engine.domain.lead import LeadRecord
 from engine.domain.states import EnrollmentState, HandoffState, TouchState
@@ -155,9 +157,10 @@ class HandoffStore:
 
     def move(self, handoff_id: int, expect: Sequence[str], now: datetime, event: str,
              by: str = "", **values: Any) -> HandoffView:
-        """Update a handoff that is in one of the `expect` states; InvalidTransition if not."""
+        """Update a handoff that is in one of the `expect` states (and, when `by` names a rep,
+        not claimed by another rep); InvalidTransition if not."""
         with self.db.write() as conn:
-            _guarded(conn, handoff_id, expect, values)
+            _guarded(conn, handoff_id, expect, values, by)
             h = _get(conn, handoff_id)
             events.log(conn, event, now, h.lead_id, handoff_id=handoff_id, by=by,
                        **{k: v for k, v in values.items() if k in ("rep", "outcome", "note")})
@@ -177,7 +180,8 @@ class HandoffStore:
                                                  E.c.state.in_(LIVE))).first():
                 raise AlreadyEnrolled(f"{lead.email} is already active in '{sequence}'")
             _guarded(conn, handoff_id, expect, {
-                "state": HandoffState.closed.value, "outcome": "renurtured", "closed_at": now})
+                "state": HandoffState.closed.value, "outcome": "renurtured", "closed_at": now},
+                by)
             eid = _enroll(conn, lead, sequence, plan(lead), now, f"handoff:{handoff_id}")
             events.log(conn, "handoff_closed", now, lead.id, handoff_id=handoff_id, by=by,
                        outcome="renurtured", sequence=sequence, enrollment_id=eid)
@@ -209,12 +213,18 @@ def _get(conn: Connection, handoff_id: int) -> HandoffView:
 
 
 def _guarded(conn: Connection, handoff_id: int, expect: Sequence[str],
-             values: dict[str, Any]) -> None:
-    done = conn.execute(update(H).where(H.c.id == handoff_id, H.c.state.in_(list(expect)))
-                        .values(**values)).rowcount
-    if done:
+             values: dict[str, Any], rep: str = "") -> None:
+    """The move, only from an `expect` state and, when `rep` acts, only if no other rep holds
+    the claim: one UPDATE, so a claim committed after the caller looked still wins."""
+    q = update(H).where(H.c.id == handoff_id, H.c.state.in_(list(expect)))
+    if rep:
+        q = q.where(or_(H.c.state != HandoffState.claimed.value, H.c.rep == rep))
+    if conn.execute(q.values(**values)).rowcount:
         return
     h = _get(conn, handoff_id)
+    if rep and h.state == HandoffState.claimed.value and h.rep != rep:
+        raise InvalidTransition(f"handoff {handoff_id} was claimed by {h.rep} meanwhile; only "
+                                "they can act on it now")
     raise InvalidTransition(f"handoff {handoff_id} is {h.state} now (changed meanwhile); "
                             "look again with `nurture handoff show`")
 

@@ -110,6 +110,18 @@ def test_close_records_the_outcome(said: str, outcome: str) -> None:
     assert (got.state, got.outcome, got.note) == ("closed", outcome, "budget in Q3")
 
 
+def test_another_rep_cannot_close_or_resume_a_claimed_handoff() -> None:
+    """Claimed by alice: bob's close or resume is refused and nothing moves; alice and an
+    operator without a name (the CLI without --by) can."""
+    svc, store = handoffs(Row(1, rep="alice", state="claimed"))
+    for move in (lambda: svc.close(1, "lost", by="bob"),
+                 lambda: svc.resume(1, "ripen", by="bob")):
+        with pytest.raises(InvalidTransition, match="claimed by alice; only they can"):
+            move()
+    assert store.rows[1].state == "claimed" and store.events == []
+    assert svc.close(1, "won", by="alice").state == "closed"
+
+
 def test_an_unknown_outcome_is_refused_with_the_choices() -> None:
     """`--outcome maybe` is explained, not stored."""
     svc, _ = handoffs(Row(1))
