@@ -416,7 +416,8 @@ def keys_for(mail: InboundMail, verdict: Classification) -> list[MatchKey]:
 def resume_at(return_date: Any, seq: SequenceModel | None, lead: LeadRecord, now: datetime,
               default_timezone: str) -> datetime:
     """When an out-of-office pause ends: the return date at the opening of the send window
-    in the lead's zone; without a (future) date, now + the sequence's auto_reply_pause."""
+    in the lead's zone; without a (future) date, now + the sequence's auto_reply_pause, moved
+    to the window's next opening (not the hour the auto-reply happened to arrive)."""
     seq_rules = seq.rules if seq is not None else Rules()
     zone = seq.zone(lead.timezone or None, default_timezone) if seq is not None else None
     window = seq.send_window if seq is not None else None
@@ -427,7 +428,8 @@ def resume_at(return_date: Any, seq: SequenceModel | None, lead: LeadRecord, now
         at, _ = next_open(wall_to_utc(return_date, start, zone), zone, window)
         if at > now:
             return at
-    return add_after(now, seq_rules.auto_reply_pause, zone, window)
+    at, _ = next_open(add_after(now, seq_rules.auto_reply_pause, zone, window), zone, window)
+    return at
 
 
 def _new_message_from_lead(verdict: Classification, found: Matched) -> bool:

@@ -12,10 +12,11 @@ from typing import Any
 
 from engine.domain.context import template_context
 from engine.domain.correlation import references_after, reply_subject
-from engine.domain.progress import index_of, upcoming
+from engine.domain.progress import index_of, upcoming, window_wait
 from engine.domain.sequence import Sequence, Step
 from engine.domain.touch import (
     Decision,
+    Defer,
     Fail,
     OpenTask,
     Outbound,
@@ -46,6 +47,9 @@ class MessageMaker:
     def decide(self, seq: Sequence, mbox: MailboxConfig, ctx: SendContext,
                now: datetime) -> Decision:
         claim, lead = ctx.claim, ctx.lead
+        wait = self.outside_window(seq, ctx, now)
+        if wait is not None:
+            return wait
         if ctx.raw:  # a retry: the very bytes of the first attempt
             return SendEmail(ctx.raw, mbox.address, lead.email, ctx.subject, ctx.text,
                              ctx.in_reply_to, ctx.references)
@@ -66,6 +70,21 @@ class MessageMaker:
             return self.email(seq, step, mbox, ctx, context, now)
         except (RenderError, ScheduleError) as exc:
             return Fail(exc.message)
+
+    def outside_window(self, seq: Sequence, ctx: SendContext, now: datetime) -> Defer | None:
+        """An email whose step has a send window waits for its next opening if `now` is
+        outside it: due times honour windows, but a retry, a deferral over a mailbox pause,
+        a backlog after an outage or a cron-hosted `run --once` can meet the touch at night."""
+        claim = ctx.claim
+        index = index_of(seq, claim.step_name, claim.step_index)
+        if claim.channel != "email" or index is None:
+            return None
+        key = self.plan.key(ctx.lead.id, seq.name)
+        until = window_wait(seq, index, claim.occurrence, now, self.plan.zone(seq, ctx.lead),
+                            key)
+        if until is None:
+            return None
+        return Defer(until, f"outside the send window of step '{seq.steps[index].name}'")
 
     def context(self, seq: Sequence, step: Step, mbox: MailboxConfig, ctx: SendContext,
                 now: datetime) -> dict[str, Any]:
