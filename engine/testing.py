@@ -110,6 +110,7 @@ class FakeEnrollment:
     state: str = "active"
     paused_until: datetime | None = None
     stop_reason: str = ""
+    enrolled_at: datetime | None = None
 
 
 @dataclass
@@ -119,6 +120,7 @@ class FakeTouch:
     sequence: str
     message_id: str
     state: str = "sent"
+    enrollment_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,8 @@ class FakeInboundStore:
         return e
 
     def touch(self, e: FakeEnrollment, message_id: str, state: str = "sent") -> FakeTouch:
-        t = FakeTouch(len(self.data.touches) + 1, e.lead_id, e.sequence, message_id, state)
+        t = FakeTouch(len(self.data.touches) + 1, e.lead_id, e.sequence, message_id, state,
+                      e.id)
         self.data.touches[t.id] = t
         return t
 
@@ -227,7 +230,7 @@ class FakeInboundTx:
 
     def record(self, **values: object) -> int:
         i = len(self.d.inbound) + 1
-        self.d.inbound[i] = {**values, "received_at": self.now}
+        self.d.inbound[i] = {"received_at": self.now, **values}
         return i
 
     def log(self, kind: str, lead_id: int | None, enrollment_id: int | None = None,
@@ -247,9 +250,11 @@ class FakeInboundTx:
         e = self.d.enrollments[enrollment_id]
         e.state, e.paused_until = "paused", until
 
-    def skip_claimed(self, lead_id: int, reason: str) -> list[int]:
+    def skip_claimed(self, lead_id: int, reason: str,
+                     enrollment_ids: Sequence[int] | None = None) -> list[int]:
         ids = [t.id for t in self.d.touches.values()
-               if t.lead_id == lead_id and t.state == "claimed"]
+               if t.lead_id == lead_id and t.state in ("claimed", "open")
+               and (enrollment_ids is None or t.enrollment_id in enrollment_ids)]
         for i in ids:
             self.d.touches[i].state = "skipped"
         return ids

@@ -22,7 +22,7 @@ import time as _time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -43,6 +43,9 @@ log = structlog.get_logger("nurture.inbound")
 RAW_LIMIT = 1024 * 1024  # bytes of a message kept in the database (attachments are noise)
 RETRY_DELAYS = (0.2, 1.0, 3.0)  # a database hiccup: try again before the watcher moves on
 REPLIED = "replied"
+# A message dated this much before an enrollment began is older mail, not an answer to it
+# (the margin absorbs a sender's clock running slow when only the Date header is known).
+CLOCK_SKEW = timedelta(minutes=10)
 
 
 # --- what this service needs (the consumer owns the interface) -------------------------------
@@ -71,6 +74,8 @@ class LiveEnrollment(Protocol):
     def state(self) -> str: ...
     @property
     def paused_until(self) -> datetime | None: ...
+    @property
+    def enrolled_at(self) -> datetime | None: ...
 
 
 class Matched(Protocol):
@@ -104,7 +109,8 @@ class InboundTx(Protocol):
             **data: Any) -> None: ...
     def end(self, enrollment_ids: Sequence[int], state: str, reason: str) -> list[int]: ...
     def pause(self, enrollment_id: int, until: datetime) -> None: ...
-    def skip_claimed(self, lead_id: int, reason: str) -> list[int]: ...
+    def skip_claimed(self, lead_id: int, reason: str,
+                     enrollment_ids: Sequence[int] | None = None) -> list[int]: ...
     def sending(self, lead_id: int) -> list[int]: ...
     def suppress(self, email: str, reason: str, source: str) -> bool: ...
     def count_soft_bounce(self, email: str) -> int: ...
@@ -239,21 +245,27 @@ class HandleInbound:
             verdict = Classification(
                 InboundKind.human_reply, f"a person's new message from a lead ({verdict.reason})",
                 written_by_person=True)
-        inbound_id = tx.record(**_columns(raw, reading, verdict, found))
+        # When it was written: the server's INTERNALDATE (RawInbound), else its Date. Stored as
+        # received_at, so mail read late (a first run, a re-scan) keeps its own date.
+        written = getattr(raw, "internal_date", None) or mail.date
+        columns = _columns(raw, reading, verdict, found)
+        if written is not None:
+            columns["received_at"] = min(written, self.clock.now())
+        inbound_id = tx.record(**columns)
         done = Handled(inbound_id, verdict.kind.value, verdict.reason,
                        found.lead_id if found else None, found.by if found else "none")
         tx.log("inbound_received", done.lead_id, inbound_id=inbound_id, classified=done.kind,
                reason=verdict.reason[:300], matched_by=done.matched_by,
                mailbox=raw.mailbox, subject=mail.subject[:200])
         if found is not None:
-            self._act(tx, found, verdict, inbound_id, done, mail)
+            self._act(tx, found, verdict, inbound_id, done, mail, written)
         return done
 
     def _act(self, tx: InboundTx, found: Matched, verdict: Classification, inbound_id: int,
-             done: Handled, mail: InboundMail) -> None:
+             done: Handled, mail: InboundMail, written: datetime | None = None) -> None:
         lead = tx.lead(found.lead_id)
         live = list(tx.live_enrollments(lead.id))  # locked: a send cannot begin meanwhile
-        act = Act(self, tx, found, lead, live, inbound_id, done)
+        act = Act(self, tx, found, lead, live, inbound_id, done, written)
         if verdict.kind is InboundKind.human_reply:
             act.human_reply()
         elif verdict.kind is InboundKind.auto_reply:
@@ -300,30 +312,49 @@ class Act:
     """The actions on one matched lead, inside the transaction."""
 
     def __init__(self, svc: HandleInbound, tx: InboundTx, found: Matched, lead: LeadRecord,
-                 live: list[LiveEnrollment], inbound_id: int, done: Handled) -> None:
+                 live: list[LiveEnrollment], inbound_id: int, done: Handled,
+                 written: datetime | None = None) -> None:
         self.svc, self.tx, self.found, self.lead, self.live = svc, tx, found, lead, live
         self.inbound_id, self.done, self.now = inbound_id, done, svc.clock.now()
+        self.written = written
 
     @property
     def source(self) -> str:
         return f"inbound:{self.inbound_id}"
 
     def human_reply(self) -> None:
-        stop_only = [e.id for e in self.live if self.svc.rules(e.sequence).reply == "stop"]
-        hand = [e.id for e in self.live if e.id not in stop_only]
+        live, predated = self._answerable()
+        if predated and not live:
+            return  # old mail (a first run or a re-scan): the enrollments it predates go on
+        self.live = live  # the ones it answers (and whose sequence the handoff names)
+        stop_only = [e.id for e in live if self.svc.rules(e.sequence).reply == "stop"]
+        hand = [e.id for e in live if e.id not in stop_only]
         tx, lead = self.tx, self.lead
         self.done.ended = (tx.end(hand, EnrollmentState.handed_off.value, REPLIED)
                            + tx.end(stop_only, EnrollmentState.stopped.value, REPLIED))
         for eid in self.done.ended:
             tx.log("enrollment_stopped", lead.id, eid, reason=REPLIED, inbound_id=self.inbound_id)
-        self.done.skipped_touches = tx.skip_claimed(lead.id, "the lead replied")
+        # Claimed touches and open tasks (a rep must not call someone who already replied).
+        self.done.skipped_touches = tx.skip_claimed(
+            lead.id, "the lead replied", [e.id for e in live] if predated else None)
         self.done.in_flight = tx.sending(lead.id)
         tx.log("reply_detected", lead.id, inbound_id=self.inbound_id,
                matched_by=self.found.by, stopped=self.done.ended,
                skipped_touches=self.done.skipped_touches, in_flight=self.done.in_flight)
-        if self.live and not hand:
+        if live and not hand:
             return  # every live sequence says `rules.reply: stop`: no handoff
         self._hand_off()
+
+    def _answerable(self) -> tuple[list[LiveEnrollment], list[LiveEnrollment]]:
+        """The live enrollments this message can answer, and those it predates: a first run
+        or a UIDVALIDITY re-scan reads mail the lead sent before being enrolled."""
+        at = self.written
+        predated = [e for e in self.live if at is not None and e.enrolled_at is not None
+                    and at < e.enrolled_at - CLOCK_SKEW]
+        if predated:
+            self.tx.log("reply_predates_enrollment", self.lead.id, inbound_id=self.inbound_id,
+                        written_at=at, enrollments=[e.id for e in predated])
+        return [e for e in self.live if e not in predated], predated
 
     def _hand_off(self) -> None:
         existing = self.tx.open_handoff(self.lead.id)

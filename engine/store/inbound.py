@@ -41,6 +41,7 @@ H, KV, MC = Handoff.__table__, KeyValue.__table__, MailboxCursor.__table__
 ROUND_ROBIN_KEY = "handoff_round_robin"
 SOFT_BOUNCE_PREFIX = "soft_bounces:"
 OPEN_HANDOFF = (HandoffState.open.value, HandoffState.claimed.value)
+SKIPPABLE = (TouchState.claimed.value, TouchState.open.value)  # not yet with the relay
 
 
 def aware(moment: datetime | None) -> datetime | None:
@@ -68,6 +69,7 @@ class LiveEnrollment(NamedTuple):
     sequence: str
     state: str
     paused_until: datetime | None
+    enrolled_at: datetime | None = None
 
 
 class Matched(NamedTuple):
@@ -243,20 +245,22 @@ class InboundTx:
 
     def live_enrollments(self, lead_id: int) -> list[LiveEnrollment]:
         """The lead's active and paused enrollments, newest first, locked until commit."""
-        q = (select(E.c.id, E.c.sequence, E.c.state, E.c.paused_until)
+        q = (select(E.c.id, E.c.sequence, E.c.state, E.c.paused_until, E.c.enrolled_at)
              .where(E.c.lead_id == lead_id, E.c.state.in_(LIVE))
              .order_by(E.c.enrolled_at.desc(), E.c.id.desc()))
         if self.is_postgres:
             q = q.with_for_update()
-        return [LiveEnrollment(r.id, r.sequence, r.state, aware(r.paused_until))
+        return [LiveEnrollment(r.id, r.sequence, r.state, aware(r.paused_until),
+                               aware(r.enrolled_at))
                 for r in self.conn.execute(q)]
 
     # --- recording ---------------------------------------------------------------------------
 
     def record(self, **values: Any) -> int:
-        """Insert the InboundMessage row; values are its columns."""
+        """Insert the InboundMessage row; values are its columns (received_at: now, unless
+        given)."""
         return int(self.conn.execute(insert(IB).returning(IB.c.id).values(
-            received_at=self.now, **values)).scalar_one())
+            {"received_at": self.now, **values})).scalar_one())
 
     def log(self, kind: str, lead_id: int | None, enrollment_id: int | None = None,
             **data: Any) -> None:
@@ -280,14 +284,19 @@ class InboundTx:
         self.conn.execute(update(E).where(E.c.id == enrollment_id, E.c.state.in_(LIVE)).values(
             state=EnrollmentState.paused.value, paused_until=until, updated_at=self.now))
 
-    def skip_claimed(self, lead_id: int, reason: str) -> list[int]:
-        """Skip the lead's touches that are claimed but not yet sending; their ids.
+    def skip_claimed(self, lead_id: int, reason: str,
+                     enrollment_ids: Sequence[int] | None = None) -> list[int]:
+        """Skip the lead's touches that are claimed but not yet sending, and its open tasks
+        (a rep must not call a lead who replied); their ids. Only those of `enrollment_ids`
+        when given.
 
         SKIP LOCKED: a touch a sender holds right now is left to it; the sender then waits
         for the enrollment lock we hold, finds the enrollment stopped and skips it itself.
         """
         q = select(T.c.id, T.c.enrollment_id, T.c.step_name).where(
-            T.c.lead_id == lead_id, T.c.state == TouchState.claimed.value)
+            T.c.lead_id == lead_id, T.c.state.in_(SKIPPABLE))
+        if enrollment_ids is not None:
+            q = q.where(T.c.enrollment_id.in_(list(enrollment_ids)))
         if self.is_postgres:
             q = q.with_for_update(skip_locked=True)
         rows = self.conn.execute(q).all()
