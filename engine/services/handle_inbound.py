@@ -14,144 +14,46 @@ Message-ID) is not recorded or acted on twice. Malformed mail never raises: it i
 raises RetryLater when the database failed even after a few quick retries, and the watcher
 then hands the same message again later; anything else it raises is a bug, and the watcher
 skips that message.
+
+The actions on a matched lead live in services/inbound_actions.py, the ports (what the
+store must offer) and the results in services/inbound_ports.py.
 """
 
 from __future__ import annotations
 
 import time as _time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
-from typing import Any, Protocol
-from zoneinfo import ZoneInfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import structlog
 
 from engine.domain.correlation import MatchKey, match_keys, message_ids_in
 from engine.domain.inbound import Classification, InboundMail, classify
-from engine.domain.lead import LeadRecord
 from engine.domain.replytext import reply_new_text
-from engine.domain.schedule import add_after, next_open, wall_to_utc
 from engine.domain.sequence import Rules
 from engine.domain.sequence import Sequence as SequenceModel
-from engine.domain.states import EnrollmentState, InboundKind
+from engine.domain.states import InboundKind
 from engine.errors import ConcurrentUpdate, DatabaseError, RetryLater
+from engine.services.inbound_actions import Act, resume_at
+from engine.services.inbound_ports import (
+    Handled,
+    HandoffEvent,
+    InboundStore,
+    InboundTx,
+    Matched,
+    RawMessage,
+)
 from engine.services.ports import Catalog, Clock
+
+# Re-exported: callers (the daemon, notify, tests) import these from here.
+__all__ = ["HandleInbound", "Handled", "HandoffEvent", "InboundSettings", "Reading",
+           "keys_for", "resume_at"]
 
 log = structlog.get_logger("nurture.inbound")
 RAW_LIMIT = 1024 * 1024  # bytes of a message kept in the database (attachments are noise)
 RETRY_DELAYS = (0.2, 1.0, 3.0)  # a database hiccup: try again before the watcher moves on
-REPLIED = "replied"
-# A message dated this much before an enrollment began is older mail, not an answer to it
-# (the margin absorbs a sender's clock running slow when only the Date header is known).
-CLOCK_SKEW = timedelta(minutes=10)
-
-
-# --- what this service needs (the consumer owns the interface) -------------------------------
-
-class RawMessage(Protocol):
-    """engine.mail.imap.RawInbound, structurally."""
-
-    @property
-    def mailbox(self) -> str: ...
-    @property
-    def folder(self) -> str: ...
-    @property
-    def uidvalidity(self) -> int: ...
-    @property
-    def uid(self) -> int: ...
-    @property
-    def raw(self) -> bytes: ...
-
-
-class LiveEnrollment(Protocol):
-    @property
-    def id(self) -> int: ...
-    @property
-    def sequence(self) -> str: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def paused_until(self) -> datetime | None: ...
-    @property
-    def enrolled_at(self) -> datetime | None: ...
-
-
-class Matched(Protocol):
-    @property
-    def lead_id(self) -> int: ...
-    @property
-    def touch_id(self) -> int | None: ...
-    @property
-    def by(self) -> str: ...
-    @property
-    def sequence(self) -> str: ...
-
-
-class Duplicate(Protocol):
-    @property
-    def inbound_id(self) -> int: ...
-    @property
-    def why(self) -> str: ...
-
-
-class InboundTx(Protocol):
-    """One transaction of store.inbound.InboundTx."""
-
-    def duplicate(self, mailbox: str, folder: str, uidvalidity: int, uid: int,
-                  message_id: str) -> Duplicate | None: ...
-    def match(self, keys: Sequence[MatchKey]) -> Matched | None: ...
-    def lead(self, lead_id: int) -> LeadRecord: ...
-    def live_enrollments(self, lead_id: int) -> Sequence[LiveEnrollment]: ...
-    def record(self, **values: Any) -> int: ...
-    def log(self, kind: str, lead_id: int | None, enrollment_id: int | None = None,
-            **data: Any) -> None: ...
-    def end(self, enrollment_ids: Sequence[int], state: str, reason: str) -> list[int]: ...
-    def pause(self, enrollment_id: int, until: datetime) -> None: ...
-    def skip_claimed(self, lead_id: int, reason: str,
-                     enrollment_ids: Sequence[int] | None = None) -> list[int]: ...
-    def sending(self, lead_id: int) -> list[int]: ...
-    def suppress(self, email: str, reason: str, source: str) -> bool: ...
-    def count_soft_bounce(self, email: str) -> int: ...
-    def open_handoff(self, lead_id: int) -> int | None: ...
-    def create_handoff(self, lead_id: int, inbound_id: int, sequence: str, rep: str) -> int: ...
-    def next_round_robin(self) -> int: ...
-
-
-class InboundStore(Protocol):
-    def duplicate(self, mailbox: str, folder: str, uidvalidity: int, uid: int,
-                  message_id: str) -> Duplicate | None: ...
-    def transaction(self, now: datetime) -> AbstractContextManager[InboundTx]: ...
-
-
-# --- results ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class HandoffEvent:
-    """Told after commit: a handoff was opened (new) or its lead wrote again (not new)."""
-
-    handoff_id: int
-    inbound_id: int
-    new: bool
-
-
-@dataclass
-class Handled:
-    """What handling one message did (for logs and tests)."""
-
-    inbound_id: int | None
-    kind: str
-    reason: str = ""
-    lead_id: int | None = None
-    matched_by: str = "none"
-    duplicate: str = ""  # why it was not handled again, when it was seen before
-    ended: list[int] = field(default_factory=list)  # enrollments handed off or stopped
-    paused: dict[int, datetime] = field(default_factory=dict)
-    skipped_touches: list[int] = field(default_factory=list)
-    in_flight: list[int] = field(default_factory=list)  # touches `sending` at the commit
-    suppressed: list[str] = field(default_factory=list)
-    handoff: HandoffEvent | None = None
 
 
 @dataclass(frozen=True)
@@ -308,130 +210,6 @@ class HandleInbound:
         return seq.rules if seq is not None else Rules()
 
 
-class Act:
-    """The actions on one matched lead, inside the transaction."""
-
-    def __init__(self, svc: HandleInbound, tx: InboundTx, found: Matched, lead: LeadRecord,
-                 live: list[LiveEnrollment], inbound_id: int, done: Handled,
-                 written: datetime | None = None) -> None:
-        self.svc, self.tx, self.found, self.lead, self.live = svc, tx, found, lead, live
-        self.inbound_id, self.done, self.now = inbound_id, done, svc.clock.now()
-        self.written = written
-
-    @property
-    def source(self) -> str:
-        return f"inbound:{self.inbound_id}"
-
-    def human_reply(self) -> None:
-        live, predated = self._answerable()
-        if predated and not live:
-            return  # old mail (a first run or a re-scan): the enrollments it predates go on
-        self.live = live  # the ones it answers (and whose sequence the handoff names)
-        stop_only = [e.id for e in live if self.svc.rules(e.sequence).reply == "stop"]
-        hand = [e.id for e in live if e.id not in stop_only]
-        tx, lead = self.tx, self.lead
-        self.done.ended = (tx.end(hand, EnrollmentState.handed_off.value, REPLIED)
-                           + tx.end(stop_only, EnrollmentState.stopped.value, REPLIED))
-        for eid in self.done.ended:
-            tx.log("enrollment_stopped", lead.id, eid, reason=REPLIED, inbound_id=self.inbound_id)
-        # Claimed touches and open tasks (a rep must not call someone who already replied).
-        self.done.skipped_touches = tx.skip_claimed(
-            lead.id, "the lead replied", [e.id for e in live] if predated else None)
-        self.done.in_flight = tx.sending(lead.id)
-        tx.log("reply_detected", lead.id, inbound_id=self.inbound_id,
-               matched_by=self.found.by, stopped=self.done.ended,
-               skipped_touches=self.done.skipped_touches, in_flight=self.done.in_flight)
-        if live and not hand:
-            return  # every live sequence says `rules.reply: stop`: no handoff
-        self._hand_off()
-
-    def _answerable(self) -> tuple[list[LiveEnrollment], list[LiveEnrollment]]:
-        """The live enrollments this message can answer, and those it predates: a first run
-        or a UIDVALIDITY re-scan reads mail the lead sent before being enrolled."""
-        at = self.written
-        predated = [e for e in self.live if at is not None and e.enrolled_at is not None
-                    and at < e.enrolled_at - CLOCK_SKEW]
-        if predated:
-            self.tx.log("reply_predates_enrollment", self.lead.id, inbound_id=self.inbound_id,
-                        written_at=at, enrollments=[e.id for e in predated])
-        return [e for e in self.live if e not in predated], predated
-
-    def _hand_off(self) -> None:
-        existing = self.tx.open_handoff(self.lead.id)
-        if existing is not None:
-            self.tx.log("handoff_reply", self.lead.id, handoff_id=existing,
-                        inbound_id=self.inbound_id)
-            self.done.handoff = HandoffEvent(existing, self.inbound_id, new=False)
-            return
-        sequence = self.found.sequence or (self.live[0].sequence if self.live else "")
-        rep = self.rep_for(self.svc.sequence(sequence))
-        hid = self.tx.create_handoff(self.lead.id, self.inbound_id, sequence, rep)
-        self.done.handoff = HandoffEvent(hid, self.inbound_id, new=True)
-
-    def rep_for(self, seq: SequenceModel | None) -> str:
-        """The sequence's `owner`: a rep's name, `lead` (the lead's owner) or `round-robin`."""
-        owner = seq.owner if seq is not None else "round-robin"
-        if owner == "lead" and self.lead.owner:
-            return self.lead.owner
-        if owner not in ("lead", "round-robin"):
-            return owner
-        reps = self.svc.settings.reps
-        return reps[self.tx.next_round_robin() % len(reps)] if reps else ""
-
-    def auto_reply(self, verdict: Classification) -> None:
-        for e in self.live:
-            seq = self.svc.sequence(e.sequence)
-            if seq is not None and seq.rules.auto_reply == "ignore":
-                continue
-            until = resume_at(verdict.return_date, seq, self.lead, self.now,
-                              self.svc.settings.default_timezone)
-            if e.paused_until is not None and e.paused_until >= until:
-                continue  # already paused for longer
-            self.tx.pause(e.id, until)
-            self.done.paused[e.id] = until
-            back = verdict.return_date
-            self.tx.log("enrollment_paused", self.lead.id, e.id, until=until,
-                        return_date=back.isoformat() if back else None,
-                        inbound_id=self.inbound_id)
-
-    def bounce(self, verdict: Classification, hard: bool) -> None:
-        addresses = list(verdict.failed_recipients) or [self.lead.email]
-        addresses = [a for a in addresses if a not in self.svc.settings.own_addresses]
-        if hard:
-            self._stop("bounced")
-            self._suppress(addresses, "hard_bounce")
-            return
-        limit = min([self.svc.rules(e.sequence).soft_bounce_limit for e in self.live]
-                    or [self.svc.rules(self.found.sequence).soft_bounce_limit])
-        over = []
-        for address in addresses:
-            count = self.tx.count_soft_bounce(address)
-            self.tx.log("soft_bounce_counted", self.lead.id, address=address, count=count,
-                        limit=limit, inbound_id=self.inbound_id)
-            if count >= limit:
-                over.append(address)
-        if over:
-            self._stop("bounced")
-            self._suppress(over, "soft_bounce_repeat")
-
-    def unsubscribe(self, sender: str) -> None:
-        self._stop("unsubscribe")
-        others = [sender] if sender and sender != self.lead.email else []
-        self._suppress([self.lead.email, *others], "unsubscribe")
-
-    def _stop(self, reason: str) -> None:
-        ended = self.tx.end([e.id for e in self.live], EnrollmentState.stopped.value, reason)
-        for eid in ended:
-            self.tx.log("enrollment_stopped", self.lead.id, eid, reason=reason,
-                        inbound_id=self.inbound_id)
-        self.done.ended += ended
-
-    def _suppress(self, addresses: list[str], reason: str) -> None:
-        for address in dict.fromkeys(addresses):
-            if self.tx.suppress(address, reason, self.source):
-                self.done.suppressed.append(address)
-
-
 # --- pure helpers ----------------------------------------------------------------------------
 
 def keys_for(mail: InboundMail, verdict: Classification) -> list[MatchKey]:
@@ -442,25 +220,6 @@ def keys_for(mail: InboundMail, verdict: Classification) -> list[MatchKey]:
     returned_ids += message_ids_in(returned.get("references", ""))
     return match_keys(mail.in_reply_to, mail.references, returned_ids, mail.from_addr,
                       verdict.failed_recipients, verdict.is_bounce)
-
-
-def resume_at(return_date: Any, seq: SequenceModel | None, lead: LeadRecord, now: datetime,
-              default_timezone: str) -> datetime:
-    """When an out-of-office pause ends: the return date at the opening of the send window
-    in the lead's zone; without a (future) date, now + the sequence's auto_reply_pause, moved
-    to the window's next opening (not the hour the auto-reply happened to arrive)."""
-    seq_rules = seq.rules if seq is not None else Rules()
-    zone = seq.zone(lead.timezone or None, default_timezone) if seq is not None else None
-    window = seq.send_window if seq is not None else None
-    if zone is None:
-        zone = ZoneInfo(default_timezone)
-    if return_date is not None:
-        start = window.start if window is not None else time(0, 0)
-        at, _ = next_open(wall_to_utc(return_date, start, zone), zone, window)
-        if at > now:
-            return at
-    at, _ = next_open(add_after(now, seq_rules.auto_reply_pause, zone, window), zone, window)
-    return at
 
 
 def _new_message_from_lead(verdict: Classification, found: Matched) -> bool:

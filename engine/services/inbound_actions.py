@@ -1,0 +1,175 @@
+"""What a matched inbound message does to its lead, inside handle_inbound's transaction:
+hand off on a human reply, pause on an auto-reply, stop and suppress on a hard bounce or an
+unsubscribe request, count (and suppress after repeats) on a soft bounce.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from engine.domain.inbound import Classification
+from engine.domain.lead import LeadRecord
+from engine.domain.schedule import add_after, next_open, wall_to_utc
+from engine.domain.sequence import Rules
+from engine.domain.sequence import Sequence as SequenceModel
+from engine.domain.states import EnrollmentState
+from engine.services.inbound_ports import (
+    Handled,
+    HandoffEvent,
+    InboundTx,
+    LiveEnrollment,
+    Matched,
+)
+
+if TYPE_CHECKING:
+    from engine.services.handle_inbound import HandleInbound
+
+REPLIED = "replied"
+# A message dated this much before an enrollment began is older mail, not an answer to it
+# (the margin absorbs a sender's clock running slow when only the Date header is known).
+CLOCK_SKEW = timedelta(minutes=10)
+
+
+class Act:
+    """The actions on one matched lead, inside the transaction."""
+
+    def __init__(self, svc: HandleInbound, tx: InboundTx, found: Matched, lead: LeadRecord,
+                 live: list[LiveEnrollment], inbound_id: int, done: Handled,
+                 written: datetime | None = None) -> None:
+        self.svc, self.tx, self.found, self.lead, self.live = svc, tx, found, lead, live
+        self.inbound_id, self.done, self.now = inbound_id, done, svc.clock.now()
+        self.written = written
+
+    @property
+    def source(self) -> str:
+        return f"inbound:{self.inbound_id}"
+
+    def human_reply(self) -> None:
+        live, predated = self._answerable()
+        if predated and not live:
+            return  # old mail (a first run or a re-scan): the enrollments it predates go on
+        self.live = live  # the ones it answers (and whose sequence the handoff names)
+        stop_only = [e.id for e in live if self.svc.rules(e.sequence).reply == "stop"]
+        hand = [e.id for e in live if e.id not in stop_only]
+        tx, lead = self.tx, self.lead
+        self.done.ended = (tx.end(hand, EnrollmentState.handed_off.value, REPLIED)
+                           + tx.end(stop_only, EnrollmentState.stopped.value, REPLIED))
+        for eid in self.done.ended:
+            tx.log("enrollment_stopped", lead.id, eid, reason=REPLIED, inbound_id=self.inbound_id)
+        # Claimed touches and open tasks (a rep must not call someone who already replied).
+        self.done.skipped_touches = tx.skip_claimed(
+            lead.id, "the lead replied", [e.id for e in live] if predated else None)
+        self.done.in_flight = tx.sending(lead.id)
+        tx.log("reply_detected", lead.id, inbound_id=self.inbound_id,
+               matched_by=self.found.by, stopped=self.done.ended,
+               skipped_touches=self.done.skipped_touches, in_flight=self.done.in_flight)
+        if live and not hand:
+            return  # every live sequence says `rules.reply: stop`: no handoff
+        self._hand_off()
+
+    def _answerable(self) -> tuple[list[LiveEnrollment], list[LiveEnrollment]]:
+        """The live enrollments this message can answer, and those it predates: a first run
+        or a UIDVALIDITY re-scan reads mail the lead sent before being enrolled."""
+        at = self.written
+        predated = [e for e in self.live if at is not None and e.enrolled_at is not None
+                    and at < e.enrolled_at - CLOCK_SKEW]
+        if predated:
+            self.tx.log("reply_predates_enrollment", self.lead.id, inbound_id=self.inbound_id,
+                        written_at=at, enrollments=[e.id for e in predated])
+        return [e for e in self.live if e not in predated], predated
+
+    def _hand_off(self) -> None:
+        existing = self.tx.open_handoff(self.lead.id)
+        if existing is not None:
+            self.tx.log("handoff_reply", self.lead.id, handoff_id=existing,
+                        inbound_id=self.inbound_id)
+            self.done.handoff = HandoffEvent(existing, self.inbound_id, new=False)
+            return
+        sequence = self.found.sequence or (self.live[0].sequence if self.live else "")
+        rep = self.rep_for(self.svc.sequence(sequence))
+        hid = self.tx.create_handoff(self.lead.id, self.inbound_id, sequence, rep)
+        self.done.handoff = HandoffEvent(hid, self.inbound_id, new=True)
+
+    def rep_for(self, seq: SequenceModel | None) -> str:
+        """The sequence's `owner`: a rep's name, `lead` (the lead's owner) or `round-robin`."""
+        owner = seq.owner if seq is not None else "round-robin"
+        if owner == "lead" and self.lead.owner:
+            return self.lead.owner
+        if owner not in ("lead", "round-robin"):
+            return owner
+        reps = self.svc.settings.reps
+        return reps[self.tx.next_round_robin() % len(reps)] if reps else ""
+
+    def auto_reply(self, verdict: Classification) -> None:
+        for e in self.live:
+            seq = self.svc.sequence(e.sequence)
+            if seq is not None and seq.rules.auto_reply == "ignore":
+                continue
+            until = resume_at(verdict.return_date, seq, self.lead, self.now,
+                              self.svc.settings.default_timezone)
+            if e.paused_until is not None and e.paused_until >= until:
+                continue  # already paused for longer
+            self.tx.pause(e.id, until)
+            self.done.paused[e.id] = until
+            back = verdict.return_date
+            self.tx.log("enrollment_paused", self.lead.id, e.id, until=until,
+                        return_date=back.isoformat() if back else None,
+                        inbound_id=self.inbound_id)
+
+    def bounce(self, verdict: Classification, hard: bool) -> None:
+        addresses = list(verdict.failed_recipients) or [self.lead.email]
+        addresses = [a for a in addresses if a not in self.svc.settings.own_addresses]
+        if hard:
+            self._stop("bounced")
+            self._suppress(addresses, "hard_bounce")
+            return
+        limit = min([self.svc.rules(e.sequence).soft_bounce_limit for e in self.live]
+                    or [self.svc.rules(self.found.sequence).soft_bounce_limit])
+        over = []
+        for address in addresses:
+            count = self.tx.count_soft_bounce(address)
+            self.tx.log("soft_bounce_counted", self.lead.id, address=address, count=count,
+                        limit=limit, inbound_id=self.inbound_id)
+            if count >= limit:
+                over.append(address)
+        if over:
+            self._stop("bounced")
+            self._suppress(over, "soft_bounce_repeat")
+
+    def unsubscribe(self, sender: str) -> None:
+        self._stop("unsubscribe")
+        others = [sender] if sender and sender != self.lead.email else []
+        self._suppress([self.lead.email, *others], "unsubscribe")
+
+    def _stop(self, reason: str) -> None:
+        ended = self.tx.end([e.id for e in self.live], EnrollmentState.stopped.value, reason)
+        for eid in ended:
+            self.tx.log("enrollment_stopped", self.lead.id, eid, reason=reason,
+                        inbound_id=self.inbound_id)
+        self.done.ended += ended
+
+    def _suppress(self, addresses: list[str], reason: str) -> None:
+        for address in dict.fromkeys(addresses):
+            if self.tx.suppress(address, reason, self.source):
+                self.done.suppressed.append(address)
+
+
+def resume_at(return_date: Any, seq: SequenceModel | None, lead: LeadRecord, now: datetime,
+              default_timezone: str) -> datetime:
+    """When an out-of-office pause ends: the return date at the opening of the send window
+    in the lead's zone; without a (future) date, now + the sequence's auto_reply_pause, moved
+    to the window's next opening (not the hour the auto-reply happened to arrive)."""
+    seq_rules = seq.rules if seq is not None else Rules()
+    zone = seq.zone(lead.timezone or None, default_timezone) if seq is not None else None
+    window = seq.send_window if seq is not None else None
+    if zone is None:
+        zone = ZoneInfo(default_timezone)
+    if return_date is not None:
+        start = window.start if window is not None else time(0, 0)
+        at, _ = next_open(wall_to_utc(return_date, start, zone), zone, window)
+        if at > now:
+            return at
+    at, _ = next_open(add_after(now, seq_rules.auto_reply_pause, zone, window), zone, window)
+    return at
