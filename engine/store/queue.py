@@ -126,9 +126,7 @@ class QueueStore:
         with self.db.write() as conn:
             # Out-of-office pauses that have ended: active again, due as before (store/inbound).
             resume_paused(conn, list(sequences), now, self.db.is_postgres)
-            due = [DueEnrollment(*r, done=partial(replan.done_steps, conn, r.id),
-                                 lead=partial(replan.lead_of, conn, r.lead_id))
-                   for r in conn.execute(self._skip_locked(
+            due = [_due(conn, r) for r in conn.execute(self._skip_locked(
                 select(E.c.id, E.c.lead_id, E.c.sequence, E.c.step_index, E.c.occurrence,
                        E.c.touch_number, E.c.next_due_at, E.c.step_name)
                 # `sequence || ''` keeps the planner off the sequence index: walking the due
@@ -193,34 +191,22 @@ class QueueStore:
         the enrollment again after the steps it had; if that fails too, stop it, loudly."""
         out = []
         for r in rows:
-            r = self._insert_one(conn, r)
-            if r is None:
-                continue  # stopped: a second copy of the step is never made
-            if "id" not in r:
-                d = due[r["enrollment_id"]]
-                p = plan(replace(d, step_name=FIND_NEXT))
-                if not isinstance(p, TouchPlan):
-                    replan.settle(conn, d, p, now)
-                    continue
-                replan.follow(conn, d, p, now)
-                r = self._insert_one(conn, {**r, **_plan_columns(d, p)}, stop_on=True, now=now)
-                if r is None:
-                    continue
-            out.append(r)
+            if (i := _try_insert(conn, r)) is not None:
+                out.append({**r, "id": i})
+                continue
+            d = due[r["enrollment_id"]]
+            p = plan(replace(d, step_name=FIND_NEXT))
+            if not isinstance(p, TouchPlan):
+                replan.settle(conn, d, p, now)
+                continue
+            r = {**r, **_plan_columns(d, p)}
+            if (i := _try_insert(conn, r)) is None:
+                reason = f"step '{r['step_name']}' already has a touch"
+                stop(conn, r["enrollment_id"], r["lead_id"], "duplicate_step", now, reason)
+                continue
+            replan.follow(conn, d, p, now)
+            out.append({**r, "id": i})
         return out
-
-    def _insert_one(self, conn: Connection, r: dict[str, Any], stop_on: bool = False,
-                    now: datetime | None = None) -> dict[str, Any] | None:
-        """The row with its id; without one if the step has a touch (None once stopped)."""
-        try:
-            with conn.begin_nested():
-                return {**r, "id": conn.execute(insert(T).returning(T.c.id), r).scalar_one()}
-        except IntegrityError:
-            if not stop_on or now is None:
-                return r
-            reason = f"step '{r['step_name']}' already has a touch"
-            stop(conn, r["enrollment_id"], r["lead_id"], "duplicate_step", now, reason)
-            return None
 
     def claim_retries(
         self, worker: str, sequences: Collection[str], now: datetime, limit: int,
@@ -389,6 +375,23 @@ def _lead_of(row: Any) -> LeadRecord:
         timezone=m["l_timezone"], owner=m["l_owner"], source=m["l_source"],
         fields=dict(m["l_fields"] or {}),
     )
+
+
+def _due(conn: Connection, r: Any) -> DueEnrollment:
+    """A due row, with what the planner may ask for read lazily in this transaction."""
+    return DueEnrollment(r.id, r.lead_id, r.sequence, r.step_index, r.occurrence,
+                         r.touch_number, r.next_due_at, r.step_name,
+                         done=partial(replan.done_steps, conn, r.id),
+                         lead=partial(replan.lead_of, conn, r.lead_id))
+
+
+def _try_insert(conn: Connection, r: dict[str, Any]) -> int | None:
+    """The new touch's id; None if its step already has one (the savepoint is undone)."""
+    try:
+        with conn.begin_nested():
+            return int(conn.execute(insert(T).returning(T.c.id), r).scalar_one())
+    except IntegrityError:
+        return None
 
 
 def _plan_columns(d: DueEnrollment, p: TouchPlan) -> dict[str, Any]:

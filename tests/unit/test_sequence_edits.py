@@ -160,3 +160,23 @@ def test_on_finish_waits_for_a_target_that_is_not_loaded(tmp_path: Path) -> None
     assert sorted((e["sequence"], e["state"]) for e in env.store.reports.enrollments()) == [
         ("ripen", "finished"), ("welcome", "finished")]
     assert subjects(env) == ["a", "b"]
+
+
+def test_a_step_it_had_put_back_ahead_of_it_is_not_sent_again(tmp_path: Path) -> None:
+    """a, call, c -> call, a, c while the call task is open: when it is done the sequence
+    says `a` comes next, but the lead had it; it gets c instead (never a second copy, and
+    the enrollment is not stopped)."""
+    call = {"name": "call", "after": "1 day", "send_window": "any", "task": {"kind": "call"}}
+    env = make_env(tmp_path, [sequence(steps=[step("a", "0m"), call, step("c")])],
+                   templates=TEMPLATE)
+    env.enroll("ada@example.com")
+    env.run_once()
+    env.clock.advance(days=1)
+    env.run_once()
+    [open_task] = env.store.reports.open_tasks()
+    env.catalog.sequences["welcome"] = sequence(
+        steps=[{**call, "after": "0m"}, step("a"), step("c")])
+    env.tasks.complete(open_task.id, "sam")
+    run_days(env)
+    assert subjects(env) == ["a", "c"]
+    assert env.store.reports.enrollments()[0]["state"] == "finished"
