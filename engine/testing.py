@@ -121,6 +121,7 @@ class FakeTouch:
     message_id: str
     state: str = "sent"
     enrollment_id: int = 0
+    retry_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,16 @@ class FakeInboundTx:
 
     def count_soft_bounce(self, email: str) -> int:
         return self._bump(f"soft_bounces:{email}")
+
+    def retry_touch(self, touch_id: int, at: datetime, reason: str) -> bool:
+        t = self.d.touches.get(touch_id)
+        e = self.d.enrollments.get(t.enrollment_id) if t is not None else None
+        if t is None or t.state != "sent" or (e is not None and e.state not in (
+                "active", "paused")):
+            return False
+        t.state, t.retry_at = "claimed", at
+        self.log("touch_retry", t.lead_id, t.enrollment_id, touch_id=t.id, retry_at=at)
+        return True
 
     def open_handoff(self, lead_id: int) -> int | None:
         live = [i for i, h in self.d.handoffs.items()

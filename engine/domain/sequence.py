@@ -278,6 +278,9 @@ class Rules(Strict):
     auto_reply_pause: DurationField = Duration(amount=3, unit=Unit.business_days)
     bounce: Literal["stop"] = "stop"
     soft_bounce_limit: int = Field(default=3, ge=1)
+    # A soft-bounced email (the relay gave up: mailbox full, a temporary refusal) goes out
+    # again this long after the bounce, until soft_bounce_limit suppresses the address.
+    soft_bounce_retry: DurationField = Duration(amount=1, unit=Unit.days)
     unsubscribe: Literal["stop"] = "stop"
 
 

@@ -4,9 +4,10 @@ lead, recorded and acted on in ONE transaction; the rep is told after the commit
 Human reply -> every live enrollment of the lead ends (handed_off, or stopped when the
 sequence says `rules.reply: stop`), its claimed touches are skipped and a Handoff is opened.
 Auto-reply -> pause until the return date (at the send window's start) or for
-`rules.auto_reply_pause`. Hard bounce -> stop and suppress; soft bounce -> count, suppress
-after `rules.soft_bounce_limit`. Unsubscribe request -> stop and suppress. Anything else,
-and anything unmatched, is recorded and left alone.
+`rules.auto_reply_pause`. Hard bounce -> stop and suppress; soft bounce -> count, send the
+bounced email again after `rules.soft_bounce_retry`, suppress after
+`rules.soft_bounce_limit`. Unsubscribe request -> stop and suppress. Anything else, and
+anything unmatched, is recorded and left alone.
 
 Idempotent: a message seen before (same mailbox, folder, UIDVALIDITY and UID, or the same
 Message-ID) is not recorded or acted on twice. Malformed mail never raises: it is recorded as
@@ -175,7 +176,7 @@ class HandleInbound:
         elif verdict.kind is InboundKind.bounce_hard:
             act.bounce(verdict, hard=True)
         elif verdict.kind is InboundKind.bounce_soft:
-            act.bounce(verdict, hard=False)
+            act.bounce(verdict, hard=False, mail=mail)
         elif verdict.kind is InboundKind.unsubscribe:
             act.unsubscribe(mail.from_addr)
 

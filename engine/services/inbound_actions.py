@@ -1,15 +1,17 @@
 """What a matched inbound message does to its lead, inside handle_inbound's transaction:
 hand off on a human reply, pause on an auto-reply, stop and suppress on a hard bounce or an
-unsubscribe request, count (and suppress after repeats) on a soft bounce.
+unsubscribe request; on a soft bounce, count it and send the bounced email again after
+`rules.soft_bounce_retry`, until `rules.soft_bounce_limit` suppresses the address.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from engine.domain.inbound import Classification
+from engine.domain.inbound import Classification, InboundMail
 from engine.domain.lead import LeadRecord
 from engine.domain.schedule import add_after, next_open, wall_to_utc
 from engine.domain.sequence import Rules
@@ -30,6 +32,8 @@ REPLIED = "replied"
 # A message dated this much before an enrollment began is older mail, not an answer to it
 # (the margin absorbs a sender's clock running slow when only the Date header is known).
 CLOCK_SKEW = timedelta(minutes=10)
+_DELAY_SUBJECT = re.compile(r"\bdelay(?:ed)?\b|\bwarn(?:ing|ung)\b|not yet been delivered|"
+                            r"still being retried", re.IGNORECASE)
 
 
 class Act:
@@ -118,7 +122,8 @@ class Act:
                         return_date=back.isoformat() if back else None,
                         inbound_id=self.inbound_id)
 
-    def bounce(self, verdict: Classification, hard: bool) -> None:
+    def bounce(self, verdict: Classification, hard: bool,
+               mail: InboundMail | None = None) -> None:
         addresses = list(verdict.failed_recipients) or [self.lead.email]
         addresses = [a for a in addresses if a not in self.svc.settings.own_addresses]
         if hard:
@@ -137,6 +142,25 @@ class Act:
         if over:
             self._stop("bounced")
             self._suppress(over, "soft_bounce_repeat")
+            return
+        self._retry_bounced(verdict, mail)
+
+    def _retry_bounced(self, verdict: Classification, mail: InboundMail | None) -> None:
+        """Below the limit: the email that bounced goes out again later (the same touch)."""
+        touch_id, why = self.found.touch_id, ""
+        if touch_id is None or self.found.by == "sender":
+            why = "the bounce does not name one of our emails"
+        elif mail is not None and relay_still_trying(mail):
+            why = "a delay notice: the relay is still trying to deliver it"
+        if not why and touch_id is not None:
+            seq = self.svc.sequence(self.found.sequence)
+            at = retry_at(seq, self.lead, self.now, self.svc.settings.default_timezone)
+            if self.tx.retry_touch(touch_id, at, f"soft bounce: {verdict.reason}"):
+                self.done.retried.append(touch_id)
+                return
+            why = "the email is not a sent one of a live enrollment"
+        self.tx.log("soft_bounce_not_retried", self.lead.id, touch_id=touch_id, reason=why,
+                    inbound_id=self.inbound_id)
 
     def unsubscribe(self, sender: str) -> None:
         self._stop("unsubscribe")
@@ -156,16 +180,38 @@ class Act:
                 self.done.suppressed.append(address)
 
 
+def retry_at(seq: SequenceModel | None, lead: LeadRecord, now: datetime,
+             default_timezone: str) -> datetime:
+    """When a soft-bounced email goes out again: now + rules.soft_bounce_retry, at the send
+    window's next opening in the lead's zone."""
+    seq_rules = seq.rules if seq is not None else Rules()
+    zone, window = _zone_window(seq, lead, default_timezone)
+    at, _ = next_open(add_after(now, seq_rules.soft_bounce_retry, zone, window), zone, window)
+    return at
+
+
+def relay_still_trying(mail: InboundMail) -> bool:
+    """A delay notice (RFC 3464 Action: delayed, or a 'warning/delayed' subject without a
+    report): the relay still holds our email, so sending it again could deliver it twice."""
+    actions = {d.action for d in mail.delivery_status if d.action}
+    if actions:
+        return actions <= {"delayed", "relayed", "expanded", "delivered"}
+    return bool(_DELAY_SUBJECT.search(mail.subject))
+
+
+def _zone_window(seq: SequenceModel | None, lead: LeadRecord,
+                 default_timezone: str) -> tuple[ZoneInfo, Any]:
+    zone = seq.zone(lead.timezone or None, default_timezone) if seq is not None else None
+    return zone or ZoneInfo(default_timezone), seq.send_window if seq is not None else None
+
+
 def resume_at(return_date: Any, seq: SequenceModel | None, lead: LeadRecord, now: datetime,
               default_timezone: str) -> datetime:
     """When an out-of-office pause ends: the return date at the opening of the send window
     in the lead's zone; without a (future) date, now + the sequence's auto_reply_pause, moved
     to the window's next opening (not the hour the auto-reply happened to arrive)."""
     seq_rules = seq.rules if seq is not None else Rules()
-    zone = seq.zone(lead.timezone or None, default_timezone) if seq is not None else None
-    window = seq.send_window if seq is not None else None
-    if zone is None:
-        zone = ZoneInfo(default_timezone)
+    zone, window = _zone_window(seq, lead, default_timezone)
     if return_date is not None:
         start = window.start if window is not None else time(0, 0)
         at, _ = next_open(wall_to_utc(return_date, start, zone), zone, window)

@@ -322,6 +322,30 @@ class InboundTx:
         """Count one more soft bounce for an address; the new total."""
         return self._bump(SOFT_BOUNCE_PREFIX + email.strip().lower())
 
+    def retry_touch(self, touch_id: int, at: datetime, reason: str) -> bool:
+        """A sent email that soft-bounced waits to go out again at `at`; False if it is not
+        a sent email of a live (active or paused) enrollment.
+
+        The same touch row, so never a second copy of the step: `claimed` with retry_at is
+        what the send loop retakes (claim_retries). Its bytes were dropped when it was sent,
+        so it is rendered again with the same Message-ID (a new Date); the enrollment has
+        moved on already and is not advanced a second time (advance_in's step guard). A
+        finished enrollment's touch is not retried: begin_send would skip it.
+        """
+        row = self.conn.execute(
+            select(T.c.lead_id, T.c.enrollment_id, T.c.step_name)
+            .join(E, E.c.id == T.c.enrollment_id)
+            .where(T.c.id == touch_id, T.c.state == TouchState.sent.value,
+                   T.c.channel == "email", E.c.state.in_(LIVE))).first()
+        if row is None:
+            return False
+        self.conn.execute(update(T).where(T.c.id == touch_id).values(
+            state=TouchState.claimed.value, retry_at=at, claimed_by="", lease_until=None,
+            fence=T.c.fence + 1, error=reason[:500]))
+        self.log("touch_retry", row.lead_id, row.enrollment_id, touch_id=touch_id,
+                 step=row.step_name, retry_at=at, error=reason[:200], soft_bounce=True)
+        return True
+
     # --- handoffs ----------------------------------------------------------------------------
 
     def open_handoff(self, lead_id: int) -> int | None:

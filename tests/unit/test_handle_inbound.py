@@ -55,9 +55,11 @@ def mail(body: str = "Yes, let's talk on Tuesday.", *, frm: str = "ada@example.c
     return msg.as_bytes()
 
 
-def dsn(recipient: str, status: str, returned_id: str = OURS, tag: str = "1") -> bytes:
-    """An RFC 3464 delivery-status report for a message of ours."""
-    action = "failed" if status.startswith("5") else "delayed"
+def dsn(recipient: str, status: str, returned_id: str = OURS, tag: str = "1",
+        action: str = "") -> bytes:
+    """An RFC 3464 delivery-status report for a message of ours (4.x.x: a delay notice,
+    unless `action` says the relay gave up)."""
+    action = action or ("failed" if status.startswith("5") else "delayed")
     return f"""From: Mail Delivery System <MAILER-DAEMON@mx.example.com>
 To: sales@acme.test
 Subject: Undelivered Mail Returned to Sender
@@ -283,6 +285,27 @@ def test_soft_bounces_suppress_after_the_limit(store: FakeInboundStore,
     done = svc(Raw(dsn("ada@example.com", "4.2.2", tag="3"), uid=3))
     assert done.kind == "bounce_soft" and enrolled.state == "stopped"
     assert store.data.suppressed == {"ada@example.com": "soft_bounce_repeat"}
+
+
+def test_a_soft_bounce_sends_the_same_email_again_a_day_later(
+        store: FakeInboundStore, enrolled: FakeEnrollment) -> None:
+    """4.2.2 mailbox full and the relay gave up (Action: failed): counted, and the touch
+    that bounced waits to go out again after rules.soft_bounce_retry (1 day)."""
+    done = service(store)(Raw(dsn("ada@example.com", "4.2.2", action="failed")))
+    assert done.kind == "bounce_soft" and done.retried == [1]
+    touch = store.data.touches[1]
+    assert (touch.state, touch.retry_at) == ("claimed", NOW + timedelta(days=1))
+    assert enrolled.state == "active" and store.data.suppressed == {}
+
+
+def test_a_delay_notice_is_counted_but_not_sent_again(
+        store: FakeInboundStore, enrolled: FakeEnrollment) -> None:
+    """Action: delayed means the relay still holds the email: a resend could deliver it
+    twice, so it is only counted."""
+    done = service(store)(Raw(dsn("ada@example.com", "4.2.2")))
+    assert done.kind == "bounce_soft" and done.retried == []
+    assert store.data.touches[1].state == "sent"
+    assert "soft_bounce_not_retried" in store.kinds()
 
 
 def test_an_unsubscribe_request_stops_and_suppresses(store: FakeInboundStore,
