@@ -178,11 +178,6 @@ class FakeInboundStore:
     def kinds(self) -> list[str]:
         return [e[0] for e in self.data.events]
 
-    def duplicate(self, mailbox: str, folder: str, uidvalidity: int, uid: int,
-                  message_id: str) -> FakeDuplicate | None:
-        return FakeInboundTx(self.data, datetime.now(UTC)).duplicate(
-            mailbox, folder, uidvalidity, uid, message_id)
-
     @contextmanager
     def transaction(self, now: datetime) -> Iterator[FakeInboundTx]:
         if self.fail:

@@ -127,12 +127,6 @@ class InboundStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def duplicate(self, mailbox: str, folder: str, uidvalidity: int, uid: int,
-                  message_id: str) -> Duplicate | None:
-        """A cheap read before parsing: was this message handled already?"""
-        with self.db.read() as conn:
-            return _duplicate(conn, mailbox, folder, uidvalidity, uid, message_id)
-
     @contextmanager
     def transaction(self, now: datetime) -> Iterator[InboundTx]:
         """One write transaction: committed when the block ends, rolled back on error.
@@ -157,10 +151,6 @@ class InboundStore:
         with database_errors("finding the oldest enrollment"), self.db.read() as conn:
             return aware(conn.execute(select(func.min(E.c.enrolled_at))
                                       .where(E.c.state.in_(LIVE))).scalar())
-
-    def resume_paused(self, sequences: Sequence[str], now: datetime) -> int:
-        with self.db.write() as conn:
-            return resume_paused(conn, sequences, now, self.db.is_postgres)
 
 
 def resume_paused(conn: Connection, sequences: Sequence[str], now: datetime,
