@@ -102,9 +102,10 @@ class App:
 
     @cached_property
     def worker_name(self) -> str:
-        # A fresh suffix per start: a restarted container reuses host and pid.
+        # A fresh suffix per start: a restarted container reuses host and pid, and replicas
+        # sharing a hostname all run as pid 1. 48 random bits: two never get the same name.
         return self.settings.worker_name or (
-            f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}")
+            f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}")
 
     # --- services --------------------------------------------------------------------------
 

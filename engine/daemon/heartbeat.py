@@ -1,16 +1,22 @@
 """The heartbeat and the reaper: say this worker lives; retake the work of workers that died.
 
-A worker on this host whose pid is gone is dead at once (a restart after kill -9 recovers
-without waiting); elsewhere a worker is dead after about three missed heartbeats.
+A worker is dead after about three missed heartbeats. Sooner only when its pid means something
+here: same hostname AND same boot id (kernel boot + pid namespace), and that pid is gone (a
+restart after kill -9 recovers without waiting). Containers that share a hostname (k8s
+hostNetwork, a fixed `hostname:` with replicas) all run as pid 1 or 7 in pid namespaces of
+their own: their boot ids differ, so they never reap each other's live work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import secrets
 import socket
 from datetime import timedelta
+from pathlib import Path
 
 import structlog
 
@@ -31,10 +37,22 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+@functools.cache
+def boot_id() -> str:
+    """Which pid namespace this process lives in: the kernel's boot id and the namespace's
+    inode. Where /proc does not say, a random token: our pid then means nothing to others
+    (they wait for a stale heartbeat), which is slower but never wrong."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return f"random:{secrets.token_hex(8)}"
+
+
 def dead_here(workers: list[WorkerRow], me: str) -> list[str]:
-    """Workers registered from this host whose process is gone (or is us, reborn)."""
-    host, pid = socket.gethostname(), os.getpid()
-    return [w.name for w in workers if w.name != me and w.host == host
+    """Workers in our very pid namespace whose process is gone (or is us, reborn)."""
+    host, pid, boot = socket.gethostname(), os.getpid(), boot_id()
+    return [w.name for w in workers if w.name != me and w.host == host and w.boot_id == boot
             and (w.pid == pid or not pid_alive(w.pid))]
 
 
@@ -46,7 +64,7 @@ class Heartbeat:
 
     async def register(self) -> None:
         await asyncio.to_thread(self.workers.register, self.name, socket.gethostname(),
-                                os.getpid(), self.clock.now())
+                                os.getpid(), self.clock.now(), boot_id())
 
     async def beat_and_reap(self) -> None:
         await asyncio.to_thread(self.workers.heartbeat, self.name, self.clock.now(), self.lease)

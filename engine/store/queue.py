@@ -39,6 +39,7 @@ from engine.domain.touch import (
     Claim,
     Decision,
     Defer,
+    Delivered,
     DueEnrollment,
     Fail,
     NoStep,
@@ -327,12 +328,17 @@ class QueueStore:
                now: datetime, halt: str = "") -> bool:
         """Record the SMTP outcome of a `sending` touch; False if the claim was lost.
 
-        `halt`: the enrollment cannot go on (its next step's time cannot be computed):
-        stopped with that reason, the touch still recorded as sent.
+        A 250 is recorded even if a reaper meanwhile held the touch as `unknown` or handed it
+        back for a resend not yet claimed (same fence): it did leave, and recording it here
+        keeps an operator from sending it twice. `halt`: the enrollment cannot go on (its next
+        step's time cannot be computed): stopped with that reason, the touch still sent.
         """
         with self.db.write() as conn:
             t = conn.execute(self._touch_stmt, {"tid": claim.touch_id}).first()
-            if t is None or (t.state, t.fence) != (TouchState.sending.value, claim.fence):
+            if t is None or t.fence != claim.fence or not (
+                t.state == TouchState.sending.value
+                or (isinstance(outcome, Delivered) and _reaped(t))
+            ):
                 return False
             if halt:
                 stop(conn, t.enrollment_id, t.lead_id, "schedule_error", now, halt)
@@ -355,6 +361,12 @@ class QueueStore:
                 set_touch(conn, t, claimed_by="", lease_until=None, retry_at=retry_at,
                           attempts=t.attempts + 1, error=reason[:500], fence=t.fence + 1)
             return True
+
+
+def _reaped(t: Any) -> bool:
+    """Taken from its worker by a reaper after it went `sending`, and not yet retaken."""
+    return t.state == TouchState.unknown.value or (
+        t.state == TouchState.claimed.value and not t.claimed_by and t.attempts > 0)
 
 
 def _previous_email(conn: Connection, enrollment_id: int, touch_id: int) -> PreviousEmail | None:

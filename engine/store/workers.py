@@ -1,7 +1,8 @@
 """Workers and their claims: registration, heartbeat, release on shutdown, the reaper, and
 settling touches whose outcome was in doubt (a worker died mid-send) or done by hand (tasks).
 
-A worker is dead when its heartbeat is stale or the daemon on the same host saw its pid gone.
+A worker is dead when its heartbeat is stale, or when a daemon in the same pid namespace (same
+host and boot id, daemon/heartbeat.py) saw its pid gone.
 Its `claimed` touches are released for another worker (the next claim bumps the fence); its
 `sending` touches are handed to the caller as in doubt and never guessed here.
 """
@@ -36,17 +37,19 @@ class WorkerRow:
     pid: int
     started_at: datetime
     heartbeat_at: datetime
+    boot_id: str = ""  # the pid namespace its pid belongs to ('' = unknown: never compared)
 
 
 class WorkerStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def register(self, name: str, host: str, pid: int, now: datetime) -> None:
+    def register(self, name: str, host: str, pid: int, now: datetime,
+                 boot_id: str = "") -> None:
         with self.db.write() as conn:
             conn.execute(delete(W).where(W.c.name == name))
             conn.execute(insert(W).values(name=name, host=host, pid=pid, started_at=now,
-                                          heartbeat_at=now))
+                                          heartbeat_at=now, boot_id=boot_id))
 
     def heartbeat(self, name: str, now: datetime, lease: timedelta) -> None:
         """Say this worker lives and extend the leases of the touches it holds."""
@@ -68,8 +71,8 @@ class WorkerStore:
     def workers(self) -> list[WorkerRow]:
         with self.db.read() as conn:
             return [WorkerRow(*r) for r in conn.execute(
-                select(W.c.name, W.c.host, W.c.pid, W.c.started_at, W.c.heartbeat_at)
-                .order_by(W.c.name))]
+                select(W.c.name, W.c.host, W.c.pid, W.c.started_at, W.c.heartbeat_at,
+                       W.c.boot_id).order_by(W.c.name))]
 
     def reap(self, now: datetime, alive_since: datetime,
              dead: Collection[str] = ()) -> tuple[int, list[TouchRecord]]:
@@ -113,8 +116,11 @@ class WorkerStore:
         (claim again, same Message-ID and bytes), `hold` (unknown, for the operator), `done`
         (a task completed by `by`).
         """
+        q = select(T).where(T.c.id == touch_id)
         with self.db.write() as conn:
-            t = conn.execute(select(T).where(T.c.id == touch_id)).first()
+            # Locked on PostgreSQL: a worker recording its 250 at this moment (queue.finish)
+            # must not be overwritten by a `hold` decided on the state read before it.
+            t = conn.execute(q.with_for_update() if self.db.is_postgres else q).first()
             if t is None:
                 raise NotFound(f"no touch with id {touch_id}")
             if t.state not in from_states or t.fence != fence:

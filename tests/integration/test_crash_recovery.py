@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from engine.daemon.heartbeat import dead_here
+from engine.daemon.heartbeat import boot_id, dead_here
 from engine.services.recover import Recovery
 from engine.store.tables import Event
 from engine.store.workers import WorkerStore
@@ -55,9 +55,11 @@ def _dead_pid() -> int:
 
 @pytest.fixture
 def died_sending(tmp_path: Path, db_url: str) -> tuple[Env, int]:
-    """A worker on this host died with one touch in `sending`; its pid is gone."""
+    """A worker on this host (our pid namespace) died with one touch in `sending`; its pid
+    is gone."""
     env = make_env(tmp_path, url=db_url, sender=DiesMidSend(), worker=DEAD)
-    env.store.workers.register(DEAD, socket.gethostname(), _dead_pid(), env.clock.now())
+    env.store.workers.register(DEAD, socket.gethostname(), _dead_pid(), env.clock.now(),
+                               boot_id())
     env.enroll("ada@example.com")
     with pytest.raises(Killed):
         env.run_once()
