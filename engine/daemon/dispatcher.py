@@ -46,12 +46,22 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: a pass, then sleep until due, woken or polled. In-flight sends finish."""
         self._loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            self._woken.clear()
-            report = await self._pass()
-            if report.more:
-                continue
-            await self._sleep(report, stop)
+        watch = asyncio.create_task(self._stop_sending_on(stop), name="stop-sending")
+        try:
+            while not stop.is_set():
+                self._woken.clear()
+                report = await self._pass()
+                if report.more:
+                    continue
+                await self._sleep(report, stop)
+        finally:
+            watch.cancel()
+            self.send.stopping = True
+
+    async def _stop_sending_on(self, stop: asyncio.Event) -> None:
+        """The moment a stop is asked for, even mid-pass: no touch is begun after it (the
+        pass hands its unstarted claims back), so shutdown takes one SMTP transaction."""
+        await stop.wait()
         self.send.stopping = True
 
     async def run_once(self) -> Counter[str]:

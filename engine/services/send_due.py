@@ -189,12 +189,22 @@ class SendDue:
         # At most `connections` touches of a mailbox are `sending` at once: a crash leaves
         # no more than that many in doubt.
         slots = asyncio.Semaphore(max(self.mailboxes[mailbox].smtp.connections, 1))
-        await asyncio.gather(*(self._guarded(claim, slots, report) for claim in claims))
+        unstarted: list[Claim] = []
+        await asyncio.gather(*(self._guarded(claim, slots, report, unstarted)
+                               for claim in claims))
+        if unstarted:  # stopping: what was not begun is due again for any worker, now
+            n = await asyncio.to_thread(self.queue.hand_back, unstarted, self.settings.worker,
+                                        self.clock.now())
+            log.info("claims_handed_back", mailbox=mailbox, count=n)
 
-    async def _guarded(self, claim: Claim, slots: asyncio.Semaphore, report: PassReport) -> None:
+    async def _guarded(self, claim: Claim, slots: asyncio.Semaphore, report: PassReport,
+                       unstarted: list[Claim]) -> None:
         async with slots:
+            # Checked between touches: a SIGTERM mid-batch lets the SMTP transactions in
+            # flight finish and be recorded, and hands the rest back (Message-IDs kept).
             if self.stopping:
-                return  # released to other workers on shutdown, Message-ID kept
+                unstarted.append(claim)
+                return
             await self.process(claim, report)
 
     # --- one touch -----------------------------------------------------------------------

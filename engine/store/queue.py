@@ -363,6 +363,23 @@ class QueueStore:
             return True
 
 
+    def hand_back(self, claims: Collection[Claim], worker: str, now: datetime) -> int:
+        """Claims this worker will not start (it is stopping): due again for any worker now,
+        with a new fence; their Message-IDs are kept."""
+        fences = {c.touch_id: c.fence for c in claims}
+        if not fences:
+            return 0
+        with self.db.write() as conn:
+            rows = conn.execute(select(T.c.id, T.c.fence).where(
+                T.c.id.in_(list(fences)), T.c.state == CLAIMED, T.c.claimed_by == worker,
+                T.c.retry_at.is_(None))).all()
+            mine = [i for i, fence in rows if fences[i] == fence]
+            if mine:
+                conn.execute(update(T).where(T.c.id.in_(mine)).values(
+                    claimed_by="", lease_until=None, retry_at=now, fence=T.c.fence + 1))
+            return len(mine)
+
+
 def _reaped(t: Any) -> bool:
     """Taken from its worker by a reaper after it went `sending`, and not yet retaken."""
     return t.state == TouchState.unknown.value or (
