@@ -144,15 +144,19 @@ class SendDue:
             return [], now + wait
         limit = min(self.settings.batch_size, room)
         w, lease = self.settings.worker, self.settings.lease
-        claims = await asyncio.to_thread(self.queue.claim_retries, w, seqs, now, limit, lease)
+        # Counted again inside each claim's transaction, with what other workers hold.
+        budget = self.mstore.budget(name, cfg.per_minute_limit, cfg.daily_limit, now)
+        claims = await asyncio.to_thread(self.queue.claim_retries, w, seqs, now, limit, lease,
+                                          budget)
         claims += await asyncio.to_thread(self.queue.claim_due, w, seqs, now,
-                                          limit - len(claims), lease, self._planner(name))
+                                          limit - len(claims), lease, self._planner(name),
+                                          budget)
         report.claimed += len(claims)
-        if len(claims) >= limit:
-            if limit == self.settings.batch_size:
-                report.more = True
-            else:  # held back by the per-minute limit: look again when a slot frees
-                return claims, now + timedelta(seconds=60 / max(cfg.per_minute_limit, 1))
+        if budget.held_back or len(claims) >= limit < self.settings.batch_size:
+            # held back by the limits: look again when a slot frees
+            return claims, now + timedelta(seconds=60 / max(cfg.per_minute_limit, 1))
+        if len(claims) >= limit:  # a full batch: more may be due right now
+            report.more = True
         return claims, None
 
     def _planner(self, mailbox: str):  # noqa: ANN202 - a Planner for QueueStore.claim_due

@@ -97,6 +97,8 @@ def _columns_of(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {c.name: [r[c.name] for r in rows] for c in _TOUCH_COLUMNS}
 
 # A touch for the due step; or none: finished (NoStep, None) or held until later (Defer).
+# The mailbox's room under its limits, asked with the claim's connection (store/mailboxes).
+Budget = Callable[[Connection, int], int]
 Planner = Callable[[DueEnrollment], TouchPlan | NoStep | Defer | None]
 Decider = Callable[[SendContext], Decision]
 
@@ -119,12 +121,15 @@ class QueueStore:
 
     def claim_due(
         self, worker: str, sequences: Collection[str], now: datetime, limit: int,
-        lease: timedelta, plan: Planner,
+        lease: timedelta, plan: Planner, budget: Budget | None = None,
     ) -> list[Claim]:
-        """Claim up to `limit` due steps of these sequences, oldest due first."""
+        """Claim up to `limit` due steps of these sequences, oldest due first (and no more
+        than `budget(conn, limit)`: the mailbox's limits, counted in this transaction)."""
         if not sequences or limit <= 0:
             return []
         with self.db.write() as conn:
+            if budget is not None and (limit := budget(conn, limit)) <= 0:
+                return []
             # Out-of-office pauses that have ended: active again, due as before (store/inbound).
             resume_paused(conn, list(sequences), now, self.db.is_postgres)
             due = [_due(conn, r) for r in conn.execute(self._skip_locked(
@@ -211,12 +216,14 @@ class QueueStore:
 
     def claim_retries(
         self, worker: str, sequences: Collection[str], now: datetime, limit: int,
-        lease: timedelta,
+        lease: timedelta, budget: Budget | None = None,
     ) -> list[Claim]:
         """Retake touches waiting for a retry (backoff, deferral, a dead worker's claim)."""
         if not sequences or limit <= 0:
             return []
         with self.db.write() as conn:
+            if budget is not None and (limit := budget(conn, limit)) <= 0:
+                return []
             ids = conn.execute(self._skip_locked(
                 select(T.c.id).where(T.c.state == CLAIMED, T.c.retry_at <= now,
                                      T.c.sequence.in_(list(sequences)))
@@ -361,7 +368,6 @@ class QueueStore:
                 set_touch(conn, t, claimed_by="", lease_until=None, retry_at=retry_at,
                           attempts=t.attempts + 1, error=reason[:500], fence=t.fence + 1)
             return True
-
 
     def hand_back(self, claims: Collection[Claim], worker: str, now: datetime) -> int:
         """Claims this worker will not start (it is stopping): due again for any worker now,
