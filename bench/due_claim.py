@@ -38,9 +38,9 @@ CHUNK = 50_000
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 LEAD_COLS = ("id", "email", "first_name", "last_name", "company", "stage", "timezone", "owner",
              "source", "fields", "created_at", "updated_at")
-ENR_COLS = ("id", "lead_id", "sequence", "state", "stop_reason", "step_index", "occurrence",
-            "touch_number", "next_due_at", "paused_until", "enrolled_at", "last_touch_at",
-            "updated_at", "source")
+ENR_COLS = ("id", "lead_id", "sequence", "state", "stop_reason", "step_index", "step_name",
+            "occurrence", "touch_number", "next_due_at", "paused_until", "enrolled_at",
+            "last_touch_at", "updated_at", "source")
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -66,8 +66,9 @@ def _rows(n: int, now: datetime, seed: int = 7) -> Iterator[tuple[tuple, tuple]]
             state, due = "paused", base + timedelta(days=1)
             paused = base + (timedelta(days=2) if rng.random() < 0.9 else -timedelta(minutes=5))
         seq = SEQUENCE if rng.random() < 0.8 else "other-mailbox"
-        enr = (i, i, seq, state, "replied" if state == "stopped" else "", step, 0, step, due,
-               paused, base - timedelta(days=1), None, base, "bench")
+        enr = (i, i, seq, state, "replied" if state == "stopped" else "", step,
+               f"s{step + 1}" if step < 2 else "", 0, step, due, paused,
+               base - timedelta(days=1), None, base, "bench")
         yield lead, enr
 
 
@@ -130,8 +131,9 @@ def measure(config: Path, claims: int) -> dict[str, float]:
     plan, queue, lease = send._planner("sales"), app.store.queue, timedelta(seconds=60)
     now = datetime.now(UTC)
     E = Enrollment.__table__
+    seq = E.c.sequence if app.store.db.is_postgres else E.c.sequence.concat("")  # as queue.py
     pick = (select(E.c.id).where(E.c.state == literal_column("'active'"), E.c.next_due_at <= now,
-                                 E.c.sequence.concat("").in_([SEQUENCE]))
+                                 seq.in_([SEQUENCE]))
             .order_by(E.c.next_due_at).limit(500))
     picks, times, got = [], [], 0
     for _ in range(claims):
