@@ -126,18 +126,24 @@ class _Handler:
         if n <= f.tempfail or self.rng.random() < f.tempfail_rate:
             self.refused["tempfail"] += 1
             return "451 4.3.0 Temporary failure, please try again later"
-        if self.sent_imap:
-            await asyncio.to_thread(_file_in_folder, self.sent_imap, raw)
         # Decided before keeping, so the record line can say the 250 was withheld.
         lose_ack = n <= f.ack_loss or self.rng.random() < f.ack_loss_rate
         if lose_ack:
             self.refused["ack_loss"] += 1
             self.ack_lost[mid] += 1
-        self._keep(Received(mid, envelope.mail_from or "", tuple(envelope.rcpt_tos), raw,
-                            time.time()), lose_ack)
+        msg = Received(mid, envelope.mail_from or "", tuple(envelope.rcpt_tos), raw, time.time())
+        # The whole message is here: filing and keeping finish even if the client dies now
+        # (aiosmtpd cancels this handler when the connection drops), so the Sent folder never
+        # holds a message the record does not.
+        await asyncio.shield(self._accept(msg, lose_ack))
         if lose_ack:
             _drop(server)
         return "250 2.0.0 Ok: queued"
+
+    async def _accept(self, msg: Received, ack_lost: bool) -> None:
+        if self.sent_imap:
+            await asyncio.to_thread(_file_in_folder, self.sent_imap, msg.raw)
+        self._keep(msg, ack_lost)
 
     async def _slow(self) -> None:
         if self.faults.slow:
