@@ -10,15 +10,18 @@ docs/send-state-machine.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     Connection,
+    Integer,
     Select,
+    any_,
     bindparam,
     exists,
     func,
@@ -81,20 +84,45 @@ _BEGIN = (
 )
 _TOUCH = select(T).where(T.c.id == bindparam("tid"))
 
-# PostgreSQL: a batch of touches as one array per column (unnest). A multi-row VALUES list
-# binds ~15,000 parameters for 500 touches and spends ten times the insert itself parsing.
+# A new touch's columns in three parts: its step (one value per touch), its claim (one value
+# per batch: claimed_at, claimed_by, lease_until) and _FRESH (the same for every new touch).
+# Only the first part is sent per touch; binding all 27 columns of 500 touches one by one cost
+# more than the insert itself (bench/due_claim.py).
+_STEP_COLUMNS = ("enrollment_id", "lead_id", "sequence", "step_name", "step_index",
+                 "occurrence", "channel", "task_kind", "mailbox", "message_id", "touch_number",
+                 "planned_at")
+_FRESH = {
+    "state": TouchState.claimed.value, "fence": 1, "attempts": 0, "deferrals": 0,
+    "in_reply_to": "", "references": "", "subject": "", "body_text": "", "retry_at": None,
+    "sent_at": None, "smtp_code": None, "smtp_response": "", "error": "", "completed_by": "",
+    "raw": b"",
+}
+_BATCH_COLUMNS = ("claimed_at", "claimed_by", "lease_until", *_FRESH)
+_INSERT_COLUMNS = ", ".join(f'"{c}"' for c in (*_STEP_COLUMNS, *_BATCH_COLUMNS))
 _PG_TYPES = {"INTEGER": "integer", "VARCHAR": "text", "DATETIME": "timestamptz",
              "BLOB": "bytea"}
-_TOUCH_COLUMNS = [c for c in T.c if c.name != "id"]
+
+
+def _pg_type(column: str) -> str:
+    return _PG_TYPES[str(T.c[column].type.compile())]
+
+
+# A step that already has a touch is left out of the batch insert (no savepoint to undo) and
+# placed again one by one (_insert_one_by_one).
+_SKIP_TAKEN = "ON CONFLICT (enrollment_id, step_name, occurrence) DO NOTHING"
+# PostgreSQL: the step columns as one array each (unnest; a multi-row VALUES list would bind
+# thousands of parameters and spend more time parsing than inserting), the rest once.
 _PG_INSERT_TOUCHES = text(
-    "INSERT INTO touch ({}) SELECT * FROM unnest({}) RETURNING enrollment_id, id".format(
-        ", ".join(f'"{c.name}"' for c in _TOUCH_COLUMNS),
-        ", ".join(f"CAST(:{c.name} AS {_PG_TYPES[str(c.type.compile())]}[])"
-                  for c in _TOUCH_COLUMNS)))
-
-
-def _columns_of(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    return {c.name: [r[c.name] for r in rows] for c in _TOUCH_COLUMNS}
+    "INSERT INTO touch ({}) SELECT u.*, {} FROM unnest({}) AS u {} RETURNING enrollment_id, id"
+    .format(_INSERT_COLUMNS,
+            ", ".join(f"CAST(:{c} AS {_pg_type(c)})" for c in _BATCH_COLUMNS),
+            ", ".join(f"CAST(:{c} AS {_pg_type(c)}[])" for c in _STEP_COLUMNS), _SKIP_TAKEN))
+# SQLite: one prepared statement run per touch by the driver (executemany, no RETURNING: the
+# new ids are those above the largest before, this transaction being the only writer).
+_SQLITE_INSERT_TOUCHES = "INSERT INTO touch ({}) VALUES ({}) {}".format(
+    _INSERT_COLUMNS, ", ".join("?" * (len(_STEP_COLUMNS) + len(_BATCH_COLUMNS))), _SKIP_TAKEN)
+_SQLITE_LAST_TOUCH = "SELECT coalesce(max(id), 0) FROM touch"
+_SQLITE_TOUCHES_AFTER = "SELECT enrollment_id, id FROM touch WHERE id > ?"
 
 # A touch for the due step; or none: finished (NoStep, None) or held until later (Defer).
 # The mailbox's room under its limits, asked with the claim's connection (store/mailboxes).
@@ -110,6 +138,15 @@ class QueueStore:
         # Built once: constructing a statement costs about as much as running it.
         self._begin_stmt = _BEGIN.with_for_update(of=[T, E]) if pg else _BEGIN
         self._touch_stmt = _TOUCH.with_for_update() if pg else _TOUCH
+        # The batch's enrollment ids: one array on PostgreSQL (one statement text, prepared
+        # once), an expanded IN list on SQLite.
+        ids = bindparam("ids", type_=ARRAY(Integer)) if pg else bindparam("ids", expanding=True)
+        self._mark_claimed = update(E).where(E.c.id == any_(ids) if pg else E.c.id.in_(ids)) \
+            .values(next_due_at=None, updated_at=bindparam("now"))
+        self._in_flight = select(T.c.enrollment_id).where(
+            T.c.enrollment_id == any_(ids) if pg else T.c.enrollment_id.in_(ids),
+            T.c.state.in_(IN_FLIGHT))
+        self._sqlite_time = T.c.planned_at.type.bind_processor(db.engine.dialect)
 
     def _skip_locked(self, q: Select[Any]) -> Select[Any]:
         return q.with_for_update(skip_locked=True) if self.db.is_postgres else q
@@ -133,8 +170,7 @@ class QueueStore:
             # Out-of-office pauses that have ended: active again, due as before (store/inbound).
             resume_paused(conn, list(sequences), now, self.db.is_postgres)
             due = [_due(conn, r) for r in conn.execute(self._skip_locked(
-                select(E.c.id, E.c.lead_id, E.c.sequence, E.c.step_index, E.c.occurrence,
-                       E.c.touch_number, E.c.next_due_at, E.c.step_name)
+                select(*_DUE_COLUMNS)
                 # SQLite: `sequence || ''` keeps the planner off the sequence index: walking
                 # the due index in time order reads ~limit rows; the sequence index would read
                 # and sort every enrollment of the sequence (0.4 s at a million). PostgreSQL
@@ -155,43 +191,54 @@ class QueueStore:
         lease: timedelta, plan: Planner,
     ) -> list[Claim]:
         ids = [d.id for d in due]
-        conn.execute(update(E).where(E.c.id.in_(ids)).values(next_due_at=None, updated_at=now))
+        conn.execute(self._mark_claimed, {"ids": ids, "now": now})
         # An enrollment resumed while its touch still waits (e.g. deferred over a pause)
         # must not get a second touch: the waiting one carries on.
-        busy = set(conn.execute(select(T.c.enrollment_id).where(
-            T.c.enrollment_id.in_(ids), T.c.state.in_(IN_FLIGHT)
-        )).scalars())
+        busy = set(conn.execute(self._in_flight, {"ids": ids}).scalars())
         rows, by_id = [], {d.id: d for d in due}
         for d in due:
             if d.id in busy:
                 continue
             p = plan(d)
             if isinstance(p, TouchPlan):
-                rows.append(_new_touch(d, p, worker, now, lease))
+                rows.append(_new_touch(d, p))
                 if replan.moved(d, p):  # an edit moved it, or a row from before step names
                     replan.follow(conn, d, p, now)
             else:
                 replan.settle(conn, d, p, now)
-        return [claim_of(r) for r in self._insert_touches(conn, rows, now, plan, by_id)]
+        batch = {"claimed_at": now, "claimed_by": worker, "lease_until": now + lease, **_FRESH}
+        return [claim_of(r) for r in self._insert_touches(conn, rows, batch, now, plan, by_id)]
 
     def _insert_touches(
-        self, conn: Connection, rows: list[dict[str, Any]], now: datetime, plan: Planner,
-        due: dict[int, DueEnrollment],
-    ) -> list[Any]:
+        self, conn: Connection, rows: list[dict[str, Any]], batch: dict[str, Any],
+        now: datetime, plan: Planner, due: dict[int, DueEnrollment],
+    ) -> list[dict[str, Any]]:
+        """The new touches (step columns `rows`, claim columns `batch`), with their ids."""
         if not rows:
             return []
-        try:
-            with conn.begin_nested():
-                # One INSERT for the batch; rows are matched back by enrollment (one touch
-                # each), since asking for parameter order makes SQLite insert row by row.
-                if self.db.is_postgres:
-                    ids = dict(conn.execute(_PG_INSERT_TOUCHES, _columns_of(rows)).all())
-                else:
-                    ids = dict(conn.execute(
-                        insert(T).returning(T.c.enrollment_id, T.c.id), rows).all())
-        except IntegrityError:
-            return self._insert_one_by_one(conn, rows, now, plan, due)
-        return [{**r, "id": ids[r["enrollment_id"]]} for r in rows]
+        ids = self._insert_batch(conn, rows, batch)
+        made = [{**batch, **r, "id": ids[r["enrollment_id"]]} for r in rows
+                if r["enrollment_id"] in ids]
+        taken = [{**batch, **r} for r in rows if r["enrollment_id"] not in ids]
+        return made + self._insert_one_by_one(conn, taken, now, plan, due) if taken else made
+
+    def _insert_batch(self, conn: Connection, rows: list[dict[str, Any]],
+                      batch: dict[str, Any]) -> dict[int, int]:
+        """One statement for the batch: enrollment id -> new touch id (one touch each), for
+        the touches whose step had none yet."""
+        if self.db.is_postgres:
+            arrays = {c: [r[c] for r in rows] for c in _STEP_COLUMNS}
+            return dict(conn.execute(_PG_INSERT_TOUCHES, {**arrays, **batch}).all())
+        fixed = self._sqlite_values(batch[c] for c in _BATCH_COLUMNS)
+        last = conn.exec_driver_sql(_SQLITE_LAST_TOUCH).scalar()
+        conn.exec_driver_sql(_SQLITE_INSERT_TOUCHES, [
+            self._sqlite_values(r[c] for c in _STEP_COLUMNS) + fixed for r in rows])
+        return dict(conn.exec_driver_sql(_SQLITE_TOUCHES_AFTER, (last,)).all())
+
+    def _sqlite_values(self, values: Iterable[Any]) -> tuple[Any, ...]:
+        """Datetimes as SQLAlchemy writes them to SQLite (the driver is called directly)."""
+        t = self._sqlite_time
+        return tuple(t(v) if isinstance(v, datetime) else v for v in values)
 
     def _insert_one_by_one(
         self, conn: Connection, rows: list[dict[str, Any]], now: datetime, plan: Planner,
@@ -250,8 +297,9 @@ class QueueStore:
         with self.db.read() as conn:
             step = conn.execute(select(func.min(E.c.next_due_at)).where(
                 E.c.state == ACTIVE, E.c.sequence.in_(seqs))).scalar()
-            retry = conn.execute(select(func.min(T.c.retry_at)).where(
-                T.c.state == CLAIMED, T.c.sequence.in_(seqs))).scalar()
+            retry = conn.execute(select(func.min(T.c.retry_at)).where(  # the partial index
+                T.c.state == CLAIMED, T.c.retry_at.is_not(None), T.c.sequence.in_(seqs))
+            ).scalar()
         times = [t for t in (step, retry) if t is not None]
         return min(times) if times else None
 
@@ -416,12 +464,15 @@ def _lead_of(row: Any) -> LeadRecord:
     )
 
 
+# DueEnrollment's fields, in its order.
+_DUE_COLUMNS = (E.c.id, E.c.lead_id, E.c.sequence, E.c.step_index, E.c.occurrence,
+                E.c.touch_number, E.c.next_due_at, E.c.step_name)
+
+
 def _due(conn: Connection, r: Any) -> DueEnrollment:
     """A due row, with what the planner may ask for read lazily in this transaction."""
-    return DueEnrollment(r.id, r.lead_id, r.sequence, r.step_index, r.occurrence,
-                         r.touch_number, r.next_due_at, r.step_name,
-                         done=partial(replan.done_steps, conn, r.id),
-                         lead=partial(replan.lead_of, conn, r.lead_id))
+    return DueEnrollment(*r, done=partial(replan.done_steps, conn, r[0]),
+                         lead=partial(replan.lead_of, conn, r[1]))
 
 
 def _try_insert(conn: Connection, r: dict[str, Any]) -> int | None:
@@ -444,18 +495,11 @@ def _plan_columns(d: DueEnrollment, p: TouchPlan) -> dict[str, Any]:
     }
 
 
-def _new_touch(d: DueEnrollment, p: TouchPlan, worker: str, now: datetime,
-               lease: timedelta) -> dict[str, Any]:
+def _new_touch(d: DueEnrollment, p: TouchPlan) -> dict[str, Any]:
+    """The step columns of a new touch (_STEP_COLUMNS); the claim adds the rest."""
     return {
         "enrollment_id": d.id, "lead_id": d.lead_id, "sequence": d.sequence,
-        **_plan_columns(d, p), "touch_number": d.touch_number + 1,
-        "state": TouchState.claimed.value,
-        "in_reply_to": "", "references": "", "subject": "", "body_text": "",
-        "planned_at": d.due_at, "claimed_at": now, "claimed_by": worker,
-        "lease_until": now + lease, "fence": 1, "attempts": 0, "deferrals": 0,
-        "retry_at": None,
-        "sent_at": None, "smtp_code": None, "smtp_response": "", "error": "",
-        "completed_by": "", "raw": b"",
+        **_plan_columns(d, p), "touch_number": d.touch_number + 1, "planned_at": d.due_at,
     }
 
 

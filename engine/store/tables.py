@@ -78,15 +78,22 @@ class Touch(SQLModel, table=True):
     __table_args__ = (
         # Never a second copy of the same step: one row per (enrollment, step, repetition),
         # the step by name (its position changes when the sequence is edited).
+        # It also serves every lookup by enrollment (its first column): no index of its own.
         UniqueConstraint("enrollment_id", "step_name", "occurrence", name="uq_touch_step"),
-        Index("ix_touch_mailbox_sent", "mailbox", "sent_at"),
+        # The budget counts sent emails only: a claim's new touch (not sent) stays out of it.
+        Index("ix_touch_mailbox_sent", "mailbox", "sent_at",
+              sqlite_where=text("sent_at IS NOT NULL"),
+              postgresql_where=text("sent_at IS NOT NULL")),
         Index("ix_touch_state_lease", "state", "lease_until"),
-        # Retries and reclaimed touches wait as `claimed` with a retry time.
-        Index("ix_touch_state_retry", "state", "retry_at"),
+        # Retries and reclaimed touches wait as `claimed` with a retry time; a new claim has
+        # none and stays out of it.
+        Index("ix_touch_state_retry", "state", "retry_at",
+              sqlite_where=text("retry_at IS NOT NULL"),
+              postgresql_where=text("retry_at IS NOT NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id")  # indexed by uq_touch_step
     lead_id: int = Field(foreign_key="lead.id", index=True)
     sequence: str
     step_name: str

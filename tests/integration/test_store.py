@@ -87,6 +87,31 @@ def test_concurrent_claimers_never_share_a_step(store: Store) -> None:
     assert len(claimed) == 200 and len(set(claimed)) == 200
 
 
+def test_a_step_that_already_has_a_touch_leaves_the_rest_of_the_batch_claimed(
+        store: Store) -> None:
+    """A due step that already has its touch (put back by a bug elsewhere) is left out of the
+    batch insert: the others are claimed in full, that enrollment is stopped, not re-sent."""
+    enroll_many(store, 3)
+    [done] = store.queue.claim_due("w1", ["s"], NOW, 1, LEASE, plan)
+    store.queue.begin_send(done, "w1", NOW, LEASE, lambda ctx: SendEmail(
+        b"raw", "sales@acme.test", ctx.lead.email, "Hi", "text"))
+    store.queue.finish(done, Delivered(250, "ok", NOW),
+                       Advance(Next(1, 0, NOW + timedelta(days=9))), NOW)
+    E = Enrollment.__table__
+    with store.db.write() as conn:  # the pointer forced back to the step already sent
+        conn.execute(update(E).where(E.c.id == done.enrollment_id)
+                     .values(step_index=0, next_due_at=NOW))
+    claims = store.queue.claim_due("w2", ["s"], NOW, 10, LEASE, plan)
+    assert len(claims) == 2 and done.enrollment_id not in {c.enrollment_id for c in claims}
+    assert {(c.fence, c.attempts, c.deferrals, c.planned_at) for c in claims} == {
+        (1, 0, 0, NOW)}
+    touches = store.reports.touches()
+    assert sorted(t.state for t in touches) == ["claimed", "claimed", "sent"]
+    assert {t.claimed_at for t in touches if t.state == "claimed"} == {NOW}
+    [stopped] = [e for e in store.reports.enrollments() if e["id"] == done.enrollment_id]
+    assert (stopped["state"], stopped["stop_reason"]) == ("stopped", "duplicate_step")
+
+
 @pytest.mark.postgres
 def test_a_claimer_skips_rows_another_holds(pg_store: Store) -> None:
     """SKIP LOCKED: while one claim transaction is open, another takes different rows
