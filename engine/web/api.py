@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.domain.states import EnrollmentState
 from engine.web.auth import check_token
 from engine.web.errors import HttpError
 from engine.web.state import nurture, runtime
@@ -111,22 +112,28 @@ def stop(email: str, request: Request, body: StopRequest | None = None) -> dict[
     app = nurture(request)
     n = app.lead_changes.stop(email, body.sequence, body.reason)
     if not n and body.sequence:
-        _known_sequence(app.catalog, body.sequence)  # a typo must not look like success
+        _known_sequence(app.catalog, body.sequence, 404)  # a typo must not look like success
     return {"email": email.strip().lower(), "stopped": n}
 
 
-def _known_sequence(catalog: Any, name: str) -> None:
-    """A 404 unless `name` is a sequence file's name (loaded or broken)."""
-    if name in catalog.sequences or name in catalog.broken:
-        return
-    known = ", ".join(sorted(catalog.sequences)) or "none"
-    raise HttpError(404, f"no sequence named '{name}' (known sequences: {known})", "sequence")
+def _known_sequence(catalog: Any, name: str, status: int) -> None:
+    """An error unless `name` is a sequence file's name (loaded or broken)."""
+    if name not in catalog.sequences and name not in catalog.broken:
+        _unknown("sequence", name, "known sequences", catalog.sequences, status)
+
+
+def _unknown(field: str, name: str, known_as: str, known: Any, status: int) -> None:
+    listed = ", ".join(sorted(known)) or "none"
+    raise HttpError(status, f"no {field} named '{name}' ({known_as}: {listed})", field)
 
 
 @router.get("/leads", summary="List enrollments, newest first")
-def leads(request: Request, sequence: str | None = None, state: str | None = None,
+def leads(request: Request, sequence: str | None = None, state: EnrollmentState | None = None,
           limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
-    rows = nurture(request).store.reports.enrollments(limit, sequence, state)
+    app = nurture(request)
+    rows = app.store.reports.enrollments(limit, sequence, state)
+    if not rows and sequence:  # a typo must not look like "nobody": enrollments of a
+        _known_sequence(app.catalog, sequence, 422)  # removed sequence still list
     return [plain(r) for r in rows]
 
 
@@ -155,7 +162,11 @@ def lead(email: str, request: Request) -> dict[str, Any]:
 @router.get("/handoffs", summary="Leads who replied, newest first")
 def handoffs(request: Request, state: Literal["open", "claimed", "closed"] | None = None,
              rep: str | None = None) -> list[dict[str, Any]]:
-    rows = nurture(request).handoffs().list(state, rep)
+    app = nurture(request)
+    rows = app.handoffs().list(state, rep)
+    reps = [r.name for r in app.settings.reps]
+    if not rows and rep and rep not in reps:  # a rep since removed still lists their leads
+        _unknown("rep", rep, "configured reps", reps, 422)
     return [plain(asdict(h)) for h in rows]
 
 
