@@ -14,15 +14,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from engine.app import App
-from tests.conftest import require
 from tests.servers.smtp_sink import SmtpSink
 from tests.servers.web_app import REPS, make_app, replied_lead, served, web_app, web_settings
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @dataclass
@@ -38,21 +33,6 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
         app = make_app(web_settings(tmp_path, monkeypatch, smtp_port=sink.port))
         with served(web_app(app)) as url:
             yield Site(app, url, sink)
-
-
-@pytest.fixture
-def page() -> Iterator[object]:
-    require(CHROMIUM.exists(), f"Debian's chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        try:
-            context = browser.new_context()
-            context.set_default_timeout(15_000)
-            yield context.new_page()
-        finally:
-            browser.close()
 
 
 def test_rep_signs_in_opens_the_thread_claims_and_closes(site: Site, page: object) -> None:

@@ -216,6 +216,21 @@ def test_openapi_docs_are_served(client: httpx.Client) -> None:
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
 
 
+def test_swagger_ui_loads_its_script_and_style_from_us(client: httpx.Client) -> None:
+    """/docs names no other host: its script, style and icon are served by this app (an
+    offline or locked-down host shows the docs, not a blank page)."""
+    import re
+
+    html = client.get("/docs").text
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)""", html)
+    assert {u.rsplit(".", 1)[-1] for u in urls} >= {"js", "css"}
+    for url in urls:
+        assert url.startswith("/") and not url.startswith("//"), f"{url} is not ours"
+        r = client.get(url)
+        assert r.status_code == 200 and len(r.content) > 100, url
+    assert "SwaggerUIBundle" in client.get(next(u for u in urls if u.endswith(".js"))).text
+
+
 @pytest.mark.postgres
 def test_concurrent_identical_enrolls_enroll_once_on_postgres(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str) -> None:
