@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +38,22 @@ class Catalog:
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise UnknownSequence(f"no sequence named '{name}'; {hint}"
                               f"known sequences: {', '.join(known) or 'none'}")
+
+    def unavailable(self, waiting: Mapping[str, int]) -> list[tuple[str, int, str]]:
+        """Of `waiting` (enrollments still to be worked, per sequence), those whose sequence is
+        not loaded: name, how many, and why. They stay due and go out once it loads."""
+        return [(name, n, self.why_not_loaded(name)) for name, n in sorted(waiting.items())
+                if name not in self.sequences]
+
+    def why_not_loaded(self, name: str) -> str:
+        if name in self.broken:
+            first, *more = self.broken[name] or [None]
+            also = f" (and {len(more)} more: `nurture validate`)" if more else ""
+            return f"its file fails validation: {first}{also}" if first else \
+                "its file fails validation"
+        if self.problems and not self.files and not self.broken:  # no file was even read
+            return str(self.problems[0])
+        return "no valid sequence file defines it (deleted, renamed, or unreadable)"
 
 
 def load_catalog(

@@ -208,7 +208,8 @@ def send_test(
 # --- reports --------------------------------------------------------------------------------
 
 def status(config: Path = ConfigOption) -> None:
-    """Backlog, oldest due touch, in-doubt touches, paused mailboxes and workers."""
+    """Backlog, oldest due touch, in-doubt touches, paused mailboxes, enrollments waiting on a
+    sequence that is not loaded, and workers."""
     app = _app(config)
     now = app.clock.now()
     st = app.store.reports.status(now)
@@ -223,6 +224,10 @@ def status(config: Path = ConfigOption) -> None:
                   "see `nurture touches --in-doubt`")
     for name, (until, reason) in app.store.mailboxes.paused(now).items():
         out.print(f"[yellow]mailbox {name} paused[/yellow] until {_when(until, now)}: {reason}")
+    for name, n, why in app.catalog.current.unavailable(app.store.reports.live_by_sequence()):
+        out.print(f"[yellow]sequence {name} is not loaded[/yellow]: {n} enrollment"
+                  f"{'s' if n != 1 else ''} waiting (sent once it loads); {why}",
+                  soft_wrap=True)  # one line each, with the whole file path
     table = Table("worker", "pid", "started", "last heartbeat", title="workers")
     for w in app.store.workers.workers():
         table.add_row(w.name, str(w.pid), _when(w.started_at, now), _when(w.heartbeat_at, now))

@@ -107,12 +107,7 @@ class Reloader:
         except Exception as exc:  # noqa: BLE001 - only a report; the database may be away
             log.warning("sequence_check_failed", error=repr(exc))
             return
-        current = self.catalog.current
-        for name, waiting in sorted(live.items()):
-            if name in current.sequences:
-                continue
-            why = ("its file fails validation (see sequence_problem)" if name in current.broken
-                   else "no valid sequence file defines it (deleted, renamed, or unreadable)")
+        for name, waiting, why in self.catalog.current.unavailable(live):
             log.warning("sequence_unavailable", sequence=name, enrollments_waiting=waiting,
                         reason=why, hint="they stay due and are sent once the sequence loads; "
                                          "stop them with the API if it is gone for good")

@@ -187,3 +187,31 @@ def test_status_shows_the_backlog(cli) -> None:  # noqa: ANN001
     cli("db", "upgrade")
     cli("enroll", "demo-request", "--email", "ada@example.com")
     assert "due now: 1" in cli("status")
+
+
+def test_status_shows_enrollments_stuck_on_a_sequence_that_is_not_loaded(  # noqa: ANN001
+        cli, project: Path) -> None:
+    """A sequence file that fails validation and one that is gone: a line each, with how many
+    enrollments wait and why; a loaded sequence gets no such line."""
+    import shutil
+
+    sequences = project / "sequences"
+    shutil.copytree(ROOT / "sequences", sequences)
+    config = project / "nurture.yaml"
+    config.write_text(config.read_text().replace(str(ROOT / "sequences"), str(sequences)))
+    cli("db", "upgrade")
+    for email in ("ada@example.com", "bob@example.com"):
+        cli("enroll", "demo-request", "--email", email)
+    cli("enroll", "webinar-followup", "--email", "cy@example.com")
+    cli("enroll", "ripen", "--email", "di@example.com")
+    broken = (sequences / "demo-request.yaml").read_text().replace("steps:", "stepz:", 1)
+    (sequences / "demo-request.yaml").write_text(broken)
+    (sequences / "webinar-followup.yaml").unlink()
+    lines = cli("status").splitlines()
+    [demo] = [line for line in lines if "demo-request" in line]
+    assert "sequence demo-request is not loaded: 2 enrollments waiting" in demo
+    assert f"fails validation: {sequences / 'demo-request.yaml'}:" in demo
+    [webinar] = [line for line in lines if "webinar-followup" in line]
+    assert "sequence webinar-followup is not loaded: 1 enrollment waiting" in webinar
+    assert "no valid sequence file defines it" in webinar
+    assert not [line for line in lines if "ripen" in line]

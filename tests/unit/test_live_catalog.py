@@ -122,3 +122,24 @@ def test_the_fingerprint_changes_with_an_edit_a_new_file_or_a_removal(
     assert added != edited
     (dirs[0] / "b.yaml").unlink()
     assert fingerprint(*dirs) != added
+
+
+def test_unavailable_names_waiting_sequences_that_are_not_loaded_and_why(
+        tmp_path: Path) -> None:
+    """Loaded sequences are not listed; a broken file gives its first problem; a missing one
+    says no file defines it; with no sequences directory, that is the reason."""
+    (tmp_path / "seq").mkdir()
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "tpl" / "t.md.j2").write_text(template("Hi"))
+    (tmp_path / "seq" / "good.yaml").write_text(seq_yaml("good"))
+    (tmp_path / "seq" / "bad.yaml").write_text(seq_yaml("bad").replace("after: 0m", "after: x"))
+    catalog = load_catalog(tmp_path / "seq", tmp_path / "tpl", ["sales"])
+    waiting = {"good": 3, "bad": 2, "gone": 1}
+    [bad, gone] = catalog.unavailable(waiting)
+    assert bad[:2] == ("bad", 2)
+    assert bad[2].startswith(f"its file fails validation: {tmp_path / 'seq' / 'bad.yaml'}:")
+    assert gone == ("gone", 1, "no valid sequence file defines it (deleted, renamed, or "
+                               "unreadable)")
+    nothing = load_catalog(tmp_path / "missing", tmp_path / "tpl", ["sales"])
+    assert [why for _, _, why in nothing.unavailable({"good": 3})] == [
+        f"{tmp_path / 'missing'}: the sequences directory does not exist"]
