@@ -29,7 +29,8 @@ if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -h 127.0.0.1 -p 5432 >/
   fi
 fi
 
-if ! "$PY" -c "import engine, aiosmtpd, pytest_timeout, importlinter, swagger_ui_bundle" >/dev/null 2>&1 \
+if ! "$PY" -c "import engine, aiosmtpd, pytest_timeout, importlinter, swagger_ui_bundle, \
+   mailparser_reply" >/dev/null 2>&1 \
    || ! command -v nurture >/dev/null 2>&1; then
   "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
 fi
