@@ -7,12 +7,12 @@ API tokens) never live in the file: the file names the environment variable that
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from engine.domain.sequence import check_timezone
@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     lease_seconds: int = 60
     heartbeat_seconds: int = 10
     log_format: Literal["json", "console"] = "console"
+    # Secrets a caller hands over instead of the environment (the demo's generated passwords);
+    # private, so never read from the file or the environment and never dumped.
+    _secrets: Mapping[str, str] = PrivateAttr(default_factory=dict)
 
     @field_validator("default_timezone")
     @classmethod
@@ -99,8 +102,10 @@ class Settings(BaseSettings):
         return check_timezone(v)
 
     @classmethod
-    def load(cls, config_path: Path | str | None = None, **overrides: Any) -> Settings:
-        """Read the config file (explicit, $NURTURE_CONFIG, or ./nurture.yaml) and the env."""
+    def load(cls, config_path: Path | str | None = None,
+             secrets: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read the config file (explicit, $NURTURE_CONFIG, or ./nurture.yaml) and the env.
+        `secrets` answers `secret(name)` for the names it holds, before the environment."""
         path = _find_config(config_path)
         data: dict[str, Any] = {}
         if path is not None:
@@ -127,15 +132,19 @@ class Settings(BaseSettings):
             data.pop(key)
         data.update(overrides)
         try:
-            return cls(config_path=path, **data)
+            settings = cls(config_path=path, **data)
         except ValidationError as exc:
             raise ConfigError(_explain(path, exc, env_keys - set(overrides))) from None
         except SettingsError as exc:  # an env value that must be JSON is not
             raise ConfigError(_env_not_json(exc)) from None
+        settings._secrets = dict(secrets or {})
+        return settings
 
     def secret(self, env_name: str) -> str:
         """The value of a secret named in the config (e.g. a mailbox password)."""
-        return os.environ.get(env_name, "") if env_name else ""
+        if not env_name:
+            return ""
+        return self._secrets.get(env_name, os.environ.get(env_name, ""))
 
     def mailbox(self, name: str) -> MailboxConfig:
         try:

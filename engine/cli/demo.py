@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import shutil
 import smtplib
@@ -32,7 +31,7 @@ from engine.errors import ConfigError
 from engine.settings import Settings
 
 SALES, LEAD, REP = "sales@example.com", "ada@example.com", "alice@example.com"
-REP_PASSWORD_ENV = "NURTURE_DEMO_REP_PASSWORD"
+REP_PASSWORD_ENV, IMAP_PASSWORD_ENV = "NURTURE_DEMO_REP_PASSWORD", "NURTURE_DEMO_IMAP_PASSWORD"
 out = Console()
 
 
@@ -91,9 +90,8 @@ def _bundled_example() -> Path:
 
 def _settings(directory: Path, sources: Path, mail: Any, relay_port: int,
               passwords: dict[str, str], port: int) -> Settings:
-    """Write the demo's nurture.yaml (what an operator would write) and load it."""
-    os.environ[REP_PASSWORD_ENV] = passwords[REP]  # the rep page's sign-in, as an operator would
-    os.environ["NURTURE_DEMO_IMAP_PASSWORD"] = passwords[SALES]
+    """Write the demo's nurture.yaml (what an operator would write) and load it with the
+    generated passwords handed to the settings, where an operator would export them."""
     config = {
         "database_url": "sqlite:///nurture.db",
         "sequences_dir": str(sources / "sequences"),
@@ -107,7 +105,7 @@ def _settings(directory: Path, sources: Path, mail: Any, relay_port: int,
             "signature": "Sam Rivera\nAccount Executive, Example Inc.",
             "smtp": {"host": "127.0.0.1", "port": relay_port, "tls": "none"},
             "imap": {"host": "127.0.0.1", "port": mail.imap_port, "tls": "none",
-                     "username": SALES, "password_env": "NURTURE_DEMO_IMAP_PASSWORD",
+                     "username": SALES, "password_env": IMAP_PASSWORD_ENV,
                      "sent_folder": "Sent", "idle_renew_seconds": 60, "poll_seconds": 5},
         }},
         "reps": [{"name": "alice", "email": REP, "password_env": REP_PASSWORD_ENV}],
@@ -115,7 +113,9 @@ def _settings(directory: Path, sources: Path, mail: Any, relay_port: int,
     path = directory / "nurture.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     api_token = secrets.token_urlsafe(16)
-    return Settings.load(path, secret_key=secrets.token_hex(32), api_token=api_token,
+    return Settings.load(path, {REP_PASSWORD_ENV: passwords[REP],
+                                IMAP_PASSWORD_ENV: passwords[SALES]},
+                         secret_key=secrets.token_hex(32), api_token=api_token,
                          log_format="console")
 
 
