@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,8 @@ from engine.authoring.templates import Renderer
 from engine.authoring.validate import all_problems, check_files
 from engine.domain.sequence import Sequence
 from engine.errors import AuthoringError, Problem, UnknownSequence
+
+Fingerprint = frozenset[tuple[str, int, int]]
 
 
 @dataclass
@@ -24,6 +27,9 @@ class Catalog:
     templates_dir: Path = Path("templates")
     # The templates exactly as validated (frozen), for a daemon to render until it reloads.
     renderer: Renderer | None = None
+    # The files as they were just before they were read: a watcher compares with this, so a
+    # write made while or after they were read is seen as a change.
+    files_seen: Fingerprint = frozenset()
 
     def get(self, name: str) -> Sequence:
         """The sequence called `name`; a clear error when it is broken or does not exist."""
@@ -62,14 +68,15 @@ def load_catalog(
 ) -> Catalog:
     """Load and validate every sequences_dir/*.yaml; good ones by name, all problems listed."""
     sequences_dir, templates_dir = Path(sequences_dir), Path(templates_dir)
+    seen = fingerprint(sequences_dir, templates_dir)
     if not sequences_dir.is_dir():
         problem = Problem(str(sequences_dir), None, "the sequences directory does not exist")
-        return Catalog(problems=[problem], templates_dir=templates_dir)
+        return Catalog(problems=[problem], templates_dir=templates_dir, files_seen=seen)
     renderer = Renderer(templates_dir, frozen=True)
     checked, problems = check_files([sequences_dir], templates_dir, mailboxes, default_timezone,
                                     renderer)
     catalog = Catalog(problems=all_problems(checked, problems), templates_dir=templates_dir,
-                      renderer=renderer)
+                      renderer=renderer, files_seen=seen)
     for c in checked:
         if c.sequence is not None and not c.problems:
             catalog.sequences[c.sequence.name] = c.sequence
@@ -77,3 +84,18 @@ def load_catalog(
         elif c.name is not None:
             catalog.broken.setdefault(c.name, c.problems)
     return catalog
+
+
+def fingerprint(*dirs: Path) -> Fingerprint:
+    """Every file under `dirs` as (path, mtime in ns, size): equal means nothing changed."""
+    seen: set[tuple[str, int, int]] = set()
+    for top in dirs:
+        for root, _, names in os.walk(top):
+            for name in names:
+                path = os.path.join(root, name)
+                try:
+                    st = os.stat(path)
+                except OSError:  # removed while we looked: the next look sees it gone
+                    continue
+                seen.add((path, st.st_mtime_ns, st.st_size))
+    return frozenset(seen)

@@ -9,7 +9,6 @@ between send passes); `swap` tells what changed.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +18,6 @@ from engine.authoring.catalog import Catalog
 from engine.authoring.templates import RenderedEmail, Renderer
 from engine.domain.sequence import Sequence
 from engine.errors import Problem
-
-Fingerprint = frozenset[tuple[str, int, int]]
 
 
 class LiveSequences(Mapping[str, Sequence]):
@@ -126,18 +123,3 @@ class LiveRenderer:
 
     def render_text(self, source: str, context: Mapping[str, Any], name: str = "<note>") -> str:
         return self._renderer().render_text(source, context, name)
-
-
-def fingerprint(*dirs: Path) -> Fingerprint:
-    """Every file under `dirs` as (path, mtime in ns, size): equal means nothing changed."""
-    seen: set[tuple[str, int, int]] = set()
-    for top in dirs:
-        for root, _, names in os.walk(top):
-            for name in names:
-                path = os.path.join(root, name)
-                try:
-                    st = os.stat(path)
-                except OSError:  # removed while we looked: the next look sees it gone
-                    continue
-                seen.add((path, st.st_mtime_ns, st.st_size))
-    return frozenset(seen)

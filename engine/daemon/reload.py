@@ -17,7 +17,8 @@ from pathlib import Path
 import structlog
 
 from engine.app import App
-from engine.authoring.live import Change, LiveCatalog, fingerprint
+from engine.authoring.catalog import fingerprint
+from engine.authoring.live import Change, LiveCatalog
 from engine.daemon.dispatcher import Dispatcher
 from engine.daemon.runner import Daemon
 
@@ -49,7 +50,7 @@ class Reloader:
         except (RuntimeError, ValueError):  # a loop outside the main thread: no signals
             log.warning("reload_signal_unavailable", hint="SIGHUP will not reload")
         try:
-            seen = await asyncio.to_thread(fingerprint, *self.dirs) if self.watch else None
+            seen = self.catalog.current.files_seen  # not a look now: it may be after an edit
             await self._report_unavailable()
             while await self._next(stop):
                 asked = self._asked.is_set()

@@ -230,3 +230,17 @@ def test_reload_sequences_notices_a_new_sequence_file(make_rig: Callable[..., Ri
             await asyncio.to_thread(rig.enroll, "gamma", "cy@example.com")
             await until(lambda: rig.to("cy@example.com"))
     asyncio.run(scenario())
+
+
+def test_reload_sequences_notices_a_file_written_before_the_watch_began(
+        make_rig: Callable[..., Rig]) -> None:
+    """Watching: a file written after the catalog was read but before the reload task took
+    its first look is still loaded (the files are compared with what the catalog read)."""
+    rig = make_rig(watch=True)
+    assert "gamma" not in rig.app.catalog.sequences  # the catalog in use has been read
+    rig.write("sequences/gamma.yaml", BETA.replace("name: beta", "name: gamma"))
+
+    async def scenario() -> None:
+        async with running(rig):
+            await until(lambda: "gamma" in rig.app.catalog.sequences, timeout=5)
+    asyncio.run(scenario())

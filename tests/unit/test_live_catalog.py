@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.authoring.catalog import load_catalog
-from engine.authoring.live import LiveCatalog, LiveRenderer, fingerprint
+from engine.authoring.catalog import fingerprint, load_catalog
+from engine.authoring.live import LiveCatalog, LiveRenderer
 from engine.domain.context import sample_lead
 from engine.errors import AuthoringError
 from engine.services.planning import Planning
