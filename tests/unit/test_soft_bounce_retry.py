@@ -93,3 +93,25 @@ def test_the_limit_suppresses_and_nothing_is_sent_again(env: Env) -> None:
     assert len(env.sender.sent) == 3
     assert env.store.leads.suppression("ada@example.com") == "soft_bounce_repeat"
     assert env.store.reports.enrollments()[0]["state"] == "stopped"
+
+
+def test_a_soft_bounce_of_the_last_step_is_counted_not_sent_again(tmp_path: Path) -> None:
+    """The last step finished the enrollment and ran its on_finish: the bounce is counted and
+    logged `soft_bounce_not_retried`; nothing is sent again, the enrollment stays finished and
+    the follow-on enrollment is the only one (docs/handoff.md says why)."""
+    last_only = sequence("welcome", steps=STEPS[:1], on_finish={"enroll": "later-track"},
+                         rules={"soft_bounce_limit": 3})
+    track = sequence("later-track", steps=[{**STEPS[1], "after": "60 days"}])
+    env = make_env(tmp_path, [last_only, track])
+    env.enroll("ada@example.com", first_name="Ada")
+    env.run_once()
+    assert [e["state"] for e in env.store.reports.enrollments()] == ["active", "finished"]
+    done = soft_bounce(env, 1)
+    assert (done.retried, done.suppressed) == ([], [])
+    env.clock.advance(days=2)
+    env.run_once()
+    assert len(env.sender.sent) == 1
+    assert [(e["sequence"], e["state"]) for e in env.store.reports.enrollments()] == [
+        ("later-track", "active"), ("welcome", "finished")]
+    kinds = [t.kind for t in env.store.reports.lead("ada@example.com").timeline]
+    assert kinds.count("soft_bounce_counted") == 1 and "soft_bounce_not_retried" in kinds
