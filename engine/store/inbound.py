@@ -45,7 +45,7 @@ SKIPPABLE = (TouchState.claimed.value, TouchState.open.value)  # not yet with th
 
 
 def aware(moment: datetime | None) -> datetime | None:
-    """SQLite gives naive datetimes back: they are UTC."""
+    """A naive datetime is UTC: nurture stores only UTC (see tables.py)."""
     return None if moment is None else utc(moment)
 
 

@@ -1,7 +1,10 @@
 """The SQLModel tables: leads, enrollments, touches, suppressions, inbound mail, handoffs.
 
-Times are naive UTC datetimes in the database (SQLite has no time zones); convert at the
-edges. State names are the strings of the enums in engine.domain.states.
+Times are aware UTC datetimes. sqlmodel (0.0.45 on) gives every `datetime` field its
+UTCDateTime type: it refuses a naive datetime, writes UTC (a `timestamptz` column on
+PostgreSQL, as the migrations create it; `YYYY-MM-DD HH:MM:SS.ffffff` text without an offset
+on SQLite, which has no time zones) and reads back aware UTC on both. State names are the
+strings of the enums in engine.domain.states.
 """
 
 from __future__ import annotations

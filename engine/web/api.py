@@ -171,7 +171,7 @@ def handoffs(request: Request, state: Literal["open", "claimed", "closed"] | Non
 
 
 def aware(value: Any) -> Any:
-    """The database keeps naive UTC: say so in the JSON."""
+    """Times in the JSON carry their zone; a naive one is UTC (everything nurture stores is)."""
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
