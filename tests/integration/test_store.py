@@ -59,6 +59,20 @@ def test_the_migrations_build_exactly_the_tables(store: Store) -> None:
     store.db.upgrade()  # a second upgrade is a no-op
 
 
+def test_times_are_stored_as_utc_and_read_back_aware(store: Store) -> None:
+    """A time written in another zone comes back as the same instant, aware, in UTC (the
+    contract tables.py states), and a naive one is refused rather than guessed."""
+    from zoneinfo import ZoneInfo
+
+    paris = NOW.astimezone(ZoneInfo("Europe/Paris"))
+    store.leads.enroll([LeadInput("ada@example.com")], "s", lambda _: Next(0, 0, paris),
+                       paris, "test")
+    [row] = store.reports.enrollments()
+    assert row["next_due_at"] == NOW and row["next_due_at"].utcoffset() == timedelta(0)
+    with pytest.raises(Exception, match="timezone"), store.db.write() as conn:
+        conn.execute(update(Enrollment).values(next_due_at=NOW.replace(tzinfo=None)))
+
+
 def test_the_schema_head_constant_matches_the_migrations() -> None:
     """Database.head_revision (used on every command) names alembic's newest revision."""
     from alembic.script import ScriptDirectory
