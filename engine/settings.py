@@ -156,10 +156,6 @@ class Settings(BaseSettings):
     def rep(self, name: str) -> RepConfig | None:
         return next((r for r in self.reps if r.name == name), None)
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
 
 def _find_config(explicit: Path | str | None) -> Path | None:
     if explicit:

@@ -126,8 +126,3 @@ def _unique(keys: list[MatchKey]) -> list[MatchKey]:
             seen.add(value)
             out.append(k)
     return out
-
-
-def is_ours(message_id: str) -> bool:
-    """Was this Message-ID minted by nurture (a touch)?"""
-    return parse_message_id(message_id) is not None
