@@ -29,8 +29,11 @@ if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -h 127.0.0.1 -p 5432 >/
   fi
 fi
 
-if ! "$PY" -c "import engine, aiosmtpd, pytest_timeout, importlinter, swagger_ui_bundle, \
-   mailparser_reply" >/dev/null 2>&1 \
-   || ! command -v nurture >/dev/null 2>&1; then
+# The package and its extras: installed again whenever pyproject.toml changed or another
+# Python / checkout is in use (a stamp, not an import list that forgets new dependencies).
+stamp=".deps-stamp"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $("$PY" -c 'import sys; print(sys.executable)') $PWD"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! command -v nurture >/dev/null 2>&1; then
   "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
+  echo "$want" > "$stamp"
 fi
