@@ -2,9 +2,10 @@
 
 Headers first (RFC 3834 Auto-Submitted, X-Autoreply, X-Autorespond, Precedence, vendor
 stamps), then the subject's own out-of-office markers, then the new text's explicit
-statements that it is automatic. A person's reply that merely mentions being away, or
+statement that it is automatic ("This is an automatic reply"), as the sentence that opens or
+closes it. A person's reply that merely mentions being away or an automatic reply, or
 quotes an auto-reply, is never caught: body rules read only the new text and need the
-message to say it is automatic.
+message to say, in an auto-reply's own words, that it is automatic.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from engine.domain.bounces import is_automated_sender
 from engine.domain.inbound_mail import is_reply_subject
+from engine.domain.sentences import substance
 
 if TYPE_CHECKING:
     from engine.domain.inbound_mail import InboundMail
@@ -38,15 +40,36 @@ _SUBJECT = re.compile(
     rf"|[(\[]\s*(?:{_OOF})\s*[)\]]",
     re.IGNORECASE,
 )
-# The new text says it is automatic, in so many words.
-_BODY = re.compile(
-    r"this is an? auto(?:matic(?:ally generated)?|mated)[- ]?(?:reply|response|message|"
-    r"notification|e-?mail)|auto(?:matic|mated) (?:reply|response)\b|automatically generated|"
-    r"this (?:e-?mail|mailbox) is (?:not monitored|unattended)|the only notification you will "
-    r"receive|automatische (?:antwort|nachricht|e-?mail)|automatisch generiert|"
-    r"réponse automatique|message automatique|respuesta autom[aá]tica|mensaje autom[aá]tico|"
-    r"automatisch (?:antwoord|bericht|gegenereerd)|resposta autom[aá]tica|mensagem "
-    r"autom[aá]tica|risposta automatica|messaggio automatico",
+# The new text says it is automatic, in the auto-reply's own formulation, as a sentence of
+# its own: "This is an automatic reply", "Diese Nachricht wurde automatisch generiert".
+# A person's "Thanks for the automated response earlier" or "How do your automatic reply
+# rules work?" is no such statement.
+_AUTOMATIC = re.compile(
+    r"^\W*(?:(?:please note:?|note:)\s*)?(?:"
+    r"this is an? (?:auto(?:matic(?:ally generated)?|mated|-?generated)[- ]?|auto-?)(?:reply|"
+    r"response|message|notification|e-?mail|answer)\b|"
+    r"(?:this|the) (?:message|e-?mail|reply|response|notification) (?:is|was|has been) "
+    r"(?:automatically (?:generated|sent)|generated automatically|sent automatically)|"
+    r"auto(?:matic|mated)?[- ]?(?:reply|response)\s*:|"
+    r"this (?:e-?mail|mailbox|address|inbox) is (?:not (?:being )?monitored|unattended|no "
+    r"longer monitored)|"
+    r"dies ist eine automatische (?:antwort|nachricht|e-?mail|benachrichtigung)|"
+    r"diese (?:nachricht|e-?mail|antwort) (?:wurde|ist|wird) automatisch (?:generiert|erstellt|"
+    r"versendet|verschickt|versandt)|automatische (?:antwort|nachricht)\s*:|"
+    r"ceci est une? (?:réponse|message|courriel) automatique|"
+    r"ce (?:message|courriel|mail) (?:a été|est) (?:généré|envoyé) automatiquement|"
+    r"(?:réponse|message) automatique\s*:|"
+    r"(?:esta|este) es una? (?:respuesta|mensaje|correo) autom[aá]tic[oa]|"
+    r"este (?:mensaje|correo) (?:ha sido|fue|se ha|es) (?:generado|enviado) "
+    r"autom[aá]ticamente|respuesta autom[aá]tica\s*:|"
+    r"dit is een automatisch(?:e)? (?:antwoord|bericht|gegenereerd bericht|e-?mail)|"
+    r"dit (?:bericht|e-?mail) is automatisch (?:gegenereerd|verzonden|verstuurd)|"
+    r"automatisch antwoord\s*:|"
+    r"(?:esta|este) é uma? (?:resposta|mensagem|e-?mail) autom[aá]tic[oa]|"
+    r"esta (?:mensagem|resposta) (?:foi|é) (?:gerada|enviada) automaticamente|"
+    r"resposta autom[aá]tica\s*:|"
+    r"questa è una risposta automatica|questo è un messaggio automatico|"
+    r"risposta automatica\s*:)",
     re.IGNORECASE,
 )
 # Phrases a person does not write: vendors' names and their verification requests.
@@ -99,10 +122,14 @@ def subject_reason(mail: InboundMail) -> str | None:
 
 
 def body_reason(mail: InboundMail, new_text: str) -> str | None:
-    """The new text says it is an automatic message (quotes are not read)."""
-    found = _BODY.search(new_text[:2000])
-    if found:
-        return f"the text says it is automatic ('{found.group(0)}')"
+    """The new text says it is an automatic message, in a statement that opens or closes
+    it (greetings and thanks aside); a text that asks anything is a person's (when in
+    doubt, a reply: real auto-replies nearly always carry headers too). Quotes are not read."""
+    said = substance(new_text[:3000], keep=_AUTOMATIC.match)
+    for sentence in said[:1] + said[-1:]:
+        found = _AUTOMATIC.match(sentence)
+        if found and "?" not in new_text:
+            return f"the text says it is automatic ('{found.group(0).strip()}')"
     # Exchange stamps its OOF answers X-Auto-Response-Suppress, but also some messages
     # people send: only an OOF word in a subject that is not a reply's counts.
     suppress = "x-auto-response-suppress" in mail.headers

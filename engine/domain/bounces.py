@@ -90,8 +90,9 @@ _ENHANCED = re.compile(r"(?<![\d.])([45])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 # "550 user unknown", "550-5.1.1": not "480-624-2500", a phone number.
 _SMTP_CODE = re.compile(r"(?<![\d.-])([45])\d\d(?= |-(?!\d)|$)", re.MULTILINE)
 _SOFT = re.compile(
-    r"spam|unsolicited|junk|bulk|\bube\b|content|blocked|black ?list|block ?list|\buribl\b|"
-    r"\brbl\b|reputation|policy|policies|virus|too (?:large|big)|size limit|message size|"
+    # "spam", not a sender's domain such as "@spammotel.com"
+    r"(?<![\w@.-])spam|unsolicited|junk|bulk|\bube\b|content|blocked|black ?list|block ?list|"
+    r"\buribl\b|\brbl\b|reputation|policy|policies|virus|too (?:large|big)|size limit|message size|"
     r"exceeds? (?:the )?(?:allowed |maximum )?size|max(?:imum)? message size|quota|(?:mailbox|"
     r"mailfolder) (?:is )?full|over quota|disk space|storage|insufficient|zuviele mails|space "
     r"not enough|rate limit|not accepting mail with|delayed|will (?:continue to )?(?:retry|"

@@ -24,7 +24,7 @@ from engine.domain.inbound_mail import (
 from engine.domain.replytext import Line, label_lines, new_text
 from engine.domain.returndate import find_return_date
 from engine.domain.states import InboundKind
-from engine.domain.unsubscribes import unsubscribe_reason
+from engine.domain.unsubscribes import address_reason, unsubscribe_reason
 
 __all__ = [
     "Classification", "DeliveryStatus", "InboundMail", "LibraryBounce", "classify",
@@ -96,6 +96,8 @@ def _delivery_notice(mail: InboundMail, _fresh: str) -> Classification | None:
 
 
 def _auto_reply(mail: InboundMail, fresh: str) -> Classification | None:
+    if address_reason(mail):
+        return None  # our unsubscribe address only receives requests to stop
     why = autoreplies.auto_reply_reason(mail, fresh)
     if why is None:
         return None
@@ -105,7 +107,7 @@ def _auto_reply(mail: InboundMail, fresh: str) -> Classification | None:
 
 
 def _unsubscribe(mail: InboundMail, fresh: str) -> Classification | None:
-    why = unsubscribe_reason(mail, fresh)
+    why = address_reason(mail) or unsubscribe_reason(mail, fresh)
     if why is None:
         return None
     return Classification(InboundKind.unsubscribe, why, written_by_person=True)

@@ -4,6 +4,11 @@ Only dates that follow a return cue ("back", "until", "zurück am", "de retour l
 el", "terug op", "retorno em" ...) count, in en, de, fr, es, nl, pt. A date that could be
 read two ways (05/01 is 5 January or 1 May) counts only when one reading is implausible
 next to the message's own date; otherwise the next cue is tried, and at the end None.
+
+The date returned is the first day back. A date that names the last day away ("through
+March 15", "bis einschließlich 15.03.", "jusqu'au 16 mars inclus", "tot en met 18 maart",
+"hasta el 15 incluido", "até dia 15 inclusive") gives the next weekday after it; the lead's
+own send window then moves the resumption past its days off and holidays.
 """
 
 from __future__ import annotations
@@ -47,14 +52,22 @@ _CUES_EN = (
     r"office)?(?: on)?|\buntil\b|\btill\b|\bthrough\b|\bthru\b|\bavailable again(?: on| from)?"
 )
 _CUES_OTHER = (
-    r"\bzurück\b(?: am| ab)?|\bwieder\b(?: im büro| erreichbar| da)?(?: am| ab)?|\bbis\b(?: "
-    r"einschließlich| zum| am)?|\bab dem\b|\bde retour\b(?: le| à partir du)?|\bretour\b(?: "
-    r"prévu)?(?: le)?|\bjusqu'(?:au|à)|\bà partir du\b|\b(?:de )?regreso\b(?: el)?|\bvolver[ée]\b"
+    r"\bzurück\b(?: am| ab)?|\bwieder\b(?: im büro| erreichbar| da)?(?: am| ab)?|"
+    r"\bbis\b(?: einschließlich| einschliesslich| inklusive| inkl\.| zum| am)?|\bab dem\b|"
+    r"\bde retour\b(?: le| à partir du)?|\bretour\b(?: prévu)?(?: le)?|\bjusqu'(?:au|à)|"
+    r"\bà partir du\b|\b(?:de )?regreso\b(?: el)?|\bvolver[ée]\b"
     r"(?: el)?|\bde vuelta\b(?: el)?|\bhasta\b(?: el)?|\ba partir del\b|\bterug\b(?: op| vanaf)?|"
     r"\btot en met\b|\bt/m\b|\btot\b|\bvanaf\b|\bretorno\b(?: em| no dia| dia)?|"
     r"\bvolto\b(?: em| no dia| dia)?|\bat[ée]\b(?: ao dia| o dia| dia)?|\ba partir de\b|"
     r"\bde volta\b(?: em| no dia)?"
 )
+# Words that make the date the last day away, after the cue or after the date.
+_INCLUSIVE_WORDS = (
+    r"inclusive|inclusivo|inclusief|inclus(?:e|es)?|incluid[oa]|incluso|included|"
+    r"einschließlich|einschliesslich|inklusive|inkl\."
+)
+_INCLUSIVE_CUE = re.compile(r"through|thru|tot en met|t/m|einschlie|inkl", re.IGNORECASE)
+_INCLUSIVE_AFTER = re.compile(rf"^\W*(?:{_INCLUSIVE_WORDS})", re.IGNORECASE)
 _CUE = re.compile(rf"(?P<en>{_CUES_EN})|(?P<other>{_CUES_OTHER})", re.IGNORECASE)
 _FILLER = rf"(?:[\s,]+|\b(?:the|on|am|le|el|de|dia|op|em|den|dem|{_WEEKDAY_RE})\b\.?)*"
 _DATE = re.compile(
@@ -65,6 +78,9 @@ _DATE = re.compile(
     r"(?:,?\s*(?:de\s+)?(?P<dy>\d{4}))?)"
     rf"|(?P<md>(?P<mmon>{_MONTH_RE})\b\.?\s+(?P<md_d>\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s*(?P<my>\d{{4}}))?)"
     rf"|(?P<wd>{_WEEKDAY_RE})\b"
+    # "hasta el 15 incluido", "until the 15th.": a bare day, only where it cannot be an hour
+    r"|(?P<bare>(?P<bd>\d{1,2})(?:st|nd|rd|th|º|°|er)?)(?=\s*(?:[,.;)]|$|"
+    rf"{_INCLUSIVE_WORDS}))"
     r")",
     re.IGNORECASE,
 )
@@ -80,8 +96,20 @@ def find_return_date(text: str, sent: date | None) -> date | None:
         options = _readings(found, sent, european=cue.group("other") is not None)
         plausible = {d for d in options if _plausible(d, sent)}
         if len(plausible) == 1:
-            return plausible.pop()
+            back = plausible.pop()
+            after = text[cue.end() + found.end() : cue.end() + found.end() + 20]
+            if _INCLUSIVE_CUE.search(cue.group(0)) or _INCLUSIVE_AFTER.match(after):
+                return _next_weekday(back)
+            return back
     return None
+
+
+def _next_weekday(last_day_away: date) -> date:
+    """The first Monday-to-Friday after the last day away."""
+    day = last_day_away + timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
 
 
 def _plausible(value: date, sent: date | None) -> bool:
@@ -105,6 +133,8 @@ def _readings(m: re.Match[str], sent: date | None, european: bool) -> set[date]:
     if m.group("md"):
         month = _MONTH_OF[m.group("mmon").lower()]
         return _make(_year(m.group("my")), month, int(m.group("md_d")), sent)
+    if m.group("bare") and sent is not None:
+        return _next_day_of_month(int(m.group("bd")), sent)
     if m.group("wd") and sent is not None:
         return {sent + relativedelta(days=1, weekday=_WEEKDAYS[m.group("wd").lower()](+1))}
     return set()
@@ -127,6 +157,16 @@ def _make(year: int | None, month: int, day: int, sent: date | None) -> set[date
         return {future[0]} if future else set()
     made = _safe(year, month, day)
     return {made} if made else set()
+
+
+def _next_day_of_month(day: int, sent: date) -> set[date]:
+    """The day-of-month on or after the message's day: this month's, else next month's."""
+    month_later = (sent.replace(day=1) + timedelta(days=32)).replace(day=1)
+    for start in (sent.replace(day=1), month_later):
+        made = _safe(start.year, start.month, day)
+        if made and made >= sent - timedelta(days=1):
+            return {made}
+    return set()
 
 
 def _safe(year: int, month: int, day: int) -> date | None:

@@ -59,6 +59,13 @@ def test_temporary_and_content_rejections_are_soft(
     assert found.kind is InboundKind.bounce_soft
 
 
+def test_a_spam_like_domain_is_not_spam_wording() -> None:
+    """'user@spammotel.com' in the notice is an address: the quota wording decides."""
+    found = classify_raw(dsn("failed", "5.0.0", "<uio@spammotel.com>: disk quota exceeded"))
+    assert found.kind is InboundKind.bounce_soft
+    assert "quota" in found.reason
+
+
 def test_policy_code_with_unknown_user_wording_is_hard() -> None:
     """Some servers say 5.7.1 for an unknown user: the wording decides, hard."""
     found = classify_raw(dsn("failed", "5.7.1", "550 5.7.1 No such user here"))
@@ -199,14 +206,14 @@ def test_out_of_office_subjects_in_six_languages(subject: str) -> None:
 
 
 def test_german_out_of_office_gives_the_return_date() -> None:
-    """'zurück am 16.03.2026' becomes the return date."""
+    """'bis einschließlich 13. März' (a Friday) names the last day away: back Monday 16th."""
     found = classify_raw(
         LEAD + "Date: Mon, 02 Mar 2026 09:00:00 +0100\nSubject: Abwesenheitsnotiz: Ihre Anfrage",
         "Guten Tag,\n\nich bin bis einschließlich 13. März nicht im Büro und ab Montag, "
         "16.03.2026 wieder erreichbar.\n\nDiese Nachricht wurde automatisch generiert.\n",
     )
     assert found.kind is InboundKind.auto_reply
-    assert found.return_date == date(2026, 3, 13)
+    assert found.return_date == date(2026, 3, 16)
 
 
 @pytest.mark.parametrize(
