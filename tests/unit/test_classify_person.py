@@ -8,14 +8,17 @@ must stay human replies, and the true requests and real out-of-office texts must
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
 from engine.domain.inbound import Classification, classify
+from engine.domain.lead import LeadRecord
 from engine.domain.returndate import find_return_date
 from engine.domain.states import InboundKind
 from engine.mail.parse import parse_inbound
+from engine.services.inbound_actions import resume_at
+from tests.servers.engine_env import sequence
 
 LEAD = "From: Dana Lead <dana@lead.example>\nTo: sales@nurture.example\n"
 THREADED = "In-Reply-To: <touch-1@nurture.example>\nDate: Mon, 02 Mar 2026 09:00:00 +0000\n"
@@ -254,3 +257,14 @@ def test_an_inclusive_out_of_office_resumes_after_the_last_day() -> None:
     found = reply("Dit is een automatisch antwoord. Ik ben afwezig tot en met 18 maart.")
     assert found.kind is InboundKind.auto_reply
     assert found.return_date == date(2026, 3, 19)
+
+
+def test_a_last_day_away_on_friday_resumes_monday_in_the_leads_window() -> None:
+    """'t/m vrijdag 13 maart' (Amsterdam lead, mon-fri 09-17): the pause ends Monday 16
+    March 09:00 local, not on the Friday the person is still away."""
+    found = reply("Dit is een automatisch antwoord. Ik ben afwezig t/m vrijdag 13 maart.")
+    seq = sequence(send_window={"days": "mon-fri", "hours": "09:00-17:00"},
+                   timezone="Europe/Amsterdam")
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    until = resume_at(found.return_date, seq, LeadRecord(1, "dana@lead.example"), now, "UTC")
+    assert until == datetime(2026, 3, 16, 8, 0, tzinfo=UTC)
