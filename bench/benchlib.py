@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,15 +69,10 @@ def rss_mb() -> tuple[float, float]:
 
 
 def git_head() -> str:
-    head = (ROOT / ".git" / "HEAD").read_text().strip()
-    if head.startswith("ref: "):
-        ref = ROOT / ".git" / head[5:]
-        if ref.exists():
-            return ref.read_text().strip()[:7]
-        packed = (ROOT / ".git" / "packed-refs").read_text()
-        match = re.search(rf"^(\w+) {re.escape(head[5:])}$", packed, re.MULTILINE)
-        return match.group(1)[:7] if match else "?"
-    return head[:7]
+    """The checked-out commit, short (git itself: in a worktree `.git` is a file)."""
+    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=7", "HEAD"],
+                         capture_output=True, text=True, check=False)
+    return out.stdout.strip() or "?"
 
 
 def write_section(key: str, title: str, body: str) -> None:
