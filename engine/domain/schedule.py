@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from typing import overload
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterError, croniter
@@ -32,6 +33,20 @@ def as_utc(moment: datetime, what: str = "a time") -> datetime:
             f"{what} ({moment.isoformat()}) has no time zone; pass an aware datetime"
         )
     return moment.astimezone(UTC)
+
+
+@overload
+def assume_utc(moment: datetime) -> datetime: ...
+@overload
+def assume_utc(moment: None) -> None: ...
+def assume_utc(moment: datetime | None) -> datetime | None:
+    """`moment` with UTC as its zone when it has none: for sources that mean UTC but may not
+    say so (nurture stores only UTC, yet a raw SQL read or an older sqlmodel gives naive
+    times; a Date header may carry -0000). Unlike `as_utc`, which refuses a naive time whose
+    zone would be a guess."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def as_timedelta(duration: Duration) -> timedelta:

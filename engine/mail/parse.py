@@ -10,7 +10,7 @@ from __future__ import annotations
 import email
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 from types import MappingProxyType
@@ -18,6 +18,7 @@ from types import MappingProxyType
 import html2text
 
 from engine.domain.inbound_mail import InboundMail
+from engine.domain.schedule import assume_utc
 from engine.mail.decode import decode_bytes, decode_header_value, header_text, part_text
 from engine.mail.reports import (
     bounce_library_verdict,
@@ -113,7 +114,7 @@ def _date(value: str) -> datetime | None:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return assume_utc(parsed)
 
 
 def _return_path(msg: Message) -> str | None:

@@ -18,12 +18,12 @@ from typing import Any
 from sqlalchemy import Connection, insert, or_, select, text, update
 
 from engine.domain.lead import LeadRecord
+from engine.domain.schedule import assume_utc
 from engine.domain.states import EnrollmentState, HandoffState, TouchState
 from engine.domain.touch import NextTouch
 from engine.errors import AlreadyEnrolled, InvalidTransition, NotFound, Suppressed
 from engine.store import events
 from engine.store.db import Database
-from engine.store.inbound import aware, utc
 from engine.store.leads import LIVE, lead_record
 from engine.store.tables import (
     Enrollment,
@@ -134,7 +134,7 @@ class HandoffStore:
                 reply = _inbound(row) if row else None
             return HandoffDetail(
                 handoff=h, lead=lead, reply=reply, thread=_thread(conn, lead.id),
-                timeline=[TimelineItem(utc(r.at), r.kind, dict(r.data or {}))
+                timeline=[TimelineItem(assume_utc(r.at), r.kind, dict(r.data or {}))
                           for r in conn.execute(select(EV.c.at, EV.c.kind, EV.c.data)
                                                 .where(EV.c.lead_id == lead.id)
                                                 .order_by(EV.c.at, EV.c.id))],
@@ -201,8 +201,8 @@ def _select_views() -> Any:
 def _view(r: Any) -> HandoffView:
     name = " ".join(p for p in (r.first_name, r.last_name) if p)
     return HandoffView(r.id, r.lead_id, r.email, name, r.company, r.sequence, r.rep, r.state,
-                       r.outcome, r.note, r.inbound_id, utc(r.created_at),
-                       aware(r.claimed_at), aware(r.closed_at))
+                       r.outcome, r.note, r.inbound_id, assume_utc(r.created_at),
+                       assume_utc(r.claimed_at), assume_utc(r.closed_at))
 
 
 def _get(conn: Connection, handoff_id: int) -> HandoffView:
@@ -230,21 +230,21 @@ def _guarded(conn: Connection, handoff_id: int, expect: Sequence[str],
 
 
 def _inbound(r: Any) -> InboundView:
-    return InboundView(r.id, r.mailbox, utc(r.received_at), r.from_addr,
+    return InboundView(r.id, r.mailbox, assume_utc(r.received_at), r.from_addr,
                        r.subject, r.kind, r.reason, r.new_text, r.matched_by, r.message_id)
 
 
 def _thread(conn: Connection, lead_id: int) -> list[ThreadItem]:
     """Our touches and their messages, oldest first."""
     items = [
-        ThreadItem(utc(r.sent_at or r.claimed_at or r.planned_at),
+        ThreadItem(assume_utc(r.sent_at or r.claimed_at or r.planned_at),
                    "out", r.subject or r.step_name,
                    r.body_text, f"{r.channel} {r.state}", r.id)
         for r in conn.execute(select(T).where(T.c.lead_id == lead_id,
                                               T.c.state.in_(SHOWN_TOUCHES)))
     ]
     items += [
-        ThreadItem(utc(r.received_at), "in", r.subject,
+        ThreadItem(assume_utc(r.received_at), "in", r.subject,
                    r.new_text or _first_lines(r.reason), r.kind, r.id)
         for r in conn.execute(select(IB.c.id, IB.c.received_at, IB.c.subject, IB.c.new_text,
                                      IB.c.kind, IB.c.reason).where(IB.c.lead_id == lead_id))

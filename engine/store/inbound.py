@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from engine.domain.correlation import MatchKey, parse_message_id
 from engine.domain.lead import LeadRecord
+from engine.domain.schedule import assume_utc
 from engine.domain.states import EnrollmentState, HandoffState, TouchState
 from engine.errors import ConcurrentUpdate, DatabaseError
 from engine.store import events
@@ -42,15 +43,6 @@ ROUND_ROBIN_KEY = "handoff_round_robin"
 SOFT_BOUNCE_PREFIX = "soft_bounces:"
 OPEN_HANDOFF = (HandoffState.open.value, HandoffState.claimed.value)
 SKIPPABLE = (TouchState.claimed.value, TouchState.open.value)  # not yet with the relay
-
-
-def aware(moment: datetime | None) -> datetime | None:
-    """A naive datetime is UTC: nurture stores only UTC (see tables.py)."""
-    return None if moment is None else utc(moment)
-
-
-def utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @contextmanager
@@ -149,8 +141,8 @@ class InboundStore:
     def oldest_live_enrollment(self) -> datetime | None:
         """When the oldest active or paused enrollment began (where a re-scan starts)."""
         with database_errors("finding the oldest enrollment"), self.db.read() as conn:
-            return aware(conn.execute(select(func.min(E.c.enrolled_at))
-                                      .where(E.c.state.in_(LIVE))).scalar())
+            return assume_utc(conn.execute(select(func.min(E.c.enrolled_at))
+                                           .where(E.c.state.in_(LIVE))).scalar())
 
 
 def resume_paused(conn: Connection, sequences: Sequence[str], now: datetime,
@@ -240,8 +232,8 @@ class InboundTx:
              .order_by(E.c.enrolled_at.desc(), E.c.id.desc()))
         if self.is_postgres:
             q = q.with_for_update()
-        return [LiveEnrollment(r.id, r.sequence, r.state, aware(r.paused_until),
-                               aware(r.enrolled_at))
+        return [LiveEnrollment(r.id, r.sequence, r.state, assume_utc(r.paused_until),
+                               assume_utc(r.enrolled_at))
                 for r in self.conn.execute(q)]
 
     # --- recording ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from engine.app import App
-from engine.web.render import utc
+from engine.domain.schedule import assume_utc
 from engine.web.state import Runtime, WatcherLike, nurture, runtime
 
 log = structlog.get_logger("nurture.web")
@@ -65,18 +65,19 @@ def health(app: App, rt: Runtime) -> dict[str, Any]:
 def _watcher(w: WatcherLike, now: datetime) -> dict[str, Any]:
     return {"connected": w.connected, "last_event_age_seconds": _age(w.last_event_at, now),
             "handle_failures": w.handle_failures,
-            "retrying_since": utc(w.retrying_since).isoformat() if w.retrying_since else None,
+            "retrying_since": (assume_utc(w.retrying_since).isoformat()
+                               if w.retrying_since else None),
             "retrying_seconds": _age(w.retrying_since, now)}
 
 
 def _workers(app: App, now: datetime) -> dict[str, Any]:
     alive = [w.name for w in app.store.workers.workers()
-             if now - utc(w.heartbeat_at) <= app.stale_after]
+             if now - assume_utc(w.heartbeat_at) <= app.stale_after]
     return {"alive": len(alive), "names": alive}
 
 
 def _age(at: datetime | None, now: datetime) -> float | None:
-    return round((now - utc(at)).total_seconds(), 1) if at else None
+    return round((now - assume_utc(at)).total_seconds(), 1) if at else None
 
 
 class NurtureCollector(Collector):
@@ -112,7 +113,8 @@ class NurtureCollector(Collector):
         status = store.reports.status(now)
         yield GaugeMetricFamily("nurture_due_backlog", "Enrollments due now and not yet sent",
                                 value=float(status.due_now))
-        oldest = (now - utc(status.oldest_due_at)).total_seconds() if status.oldest_due_at else 0
+        oldest = ((now - assume_utc(status.oldest_due_at)).total_seconds()
+                  if status.oldest_due_at else 0)
         yield GaugeMetricFamily("nurture_oldest_due_age_seconds",
                                 "How long the oldest due touch has waited", value=max(oldest, 0))
         handoffs = GaugeMetricFamily("nurture_handoffs_open",

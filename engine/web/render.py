@@ -13,6 +13,8 @@ from fastapi.responses import Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.templating import Jinja2Templates
 
+from engine.domain.schedule import assume_utc
+
 
 def environment() -> Environment:
     env = Environment(
@@ -48,18 +50,14 @@ def page(request: Request, name: str, context: Mapping[str, Any] | None = None,
 
 # --- filters ---------------------------------------------------------------------------------
 
-def utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def when(moment: datetime | None) -> str:
-    return utc(moment).strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
+    return assume_utc(moment).strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
 
 
 def ago(moment: datetime | None) -> str:
     if moment is None:
         return "—"
-    return span((datetime.now(UTC) - utc(moment)).total_seconds()) + " ago"
+    return span((datetime.now(UTC) - assume_utc(moment)).total_seconds()) + " ago"
 
 
 def span(seconds: float | None) -> str:

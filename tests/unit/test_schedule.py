@@ -9,6 +9,7 @@ import pytest
 
 from engine.domain.schedule import (
     add_after,
+    assume_utc,
     cron_next,
     due_at,
     jitter,
@@ -35,6 +36,21 @@ def dur(text: str) -> Duration:
 
 def seq_with(step: dict, **extra: object) -> Sequence:
     return Sequence.model_validate({"name": "s", "steps": [step], **extra})
+
+
+# --- naive times from sources that mean UTC ---------------------------------------------
+
+def test_assume_utc_gives_a_naive_time_the_utc_zone() -> None:
+    """A naive time (SQLite's, a Date header's -0000) is read as UTC, the clock unchanged."""
+    assert assume_utc(datetime(2026, 3, 2, 9, 0)) == utc(2026, 3, 2, 9, 0)
+    assert assume_utc(datetime(2026, 3, 2, 9, 0)).tzinfo is UTC
+
+
+def test_assume_utc_keeps_an_aware_time_and_none() -> None:
+    """An aware time keeps its own zone; None stays None (a column that is not set)."""
+    berlin = datetime(2026, 3, 2, 10, 0, tzinfo=BERLIN)
+    assert assume_utc(berlin).tzinfo is BERLIN
+    assert assume_utc(None) is None
 
 
 # --- elapsed and calendar durations ----------------------------------------------------
