@@ -24,10 +24,10 @@ from engine.domain.touch import NextTouch
 from engine.errors import AlreadyEnrolled, InvalidTransition, NotFound, Suppressed
 from engine.store import events
 from engine.store.db import Database
+from engine.store.events import TimelineItem
 from engine.store.leads import LIVE, lead_record
 from engine.store.tables import (
     Enrollment,
-    Event,
     Handoff,
     InboundMessage,
     Lead,
@@ -36,7 +36,7 @@ from engine.store.tables import (
 )
 
 H, L, E, T = Handoff.__table__, Lead.__table__, Enrollment.__table__, Touch.__table__
-IB, EV, S = InboundMessage.__table__, Event.__table__, Suppression.__table__
+IB, S = InboundMessage.__table__, Suppression.__table__
 SHOWN_TOUCHES = (TouchState.sent.value, TouchState.open.value, TouchState.done.value,
                  TouchState.sending.value, TouchState.unknown.value)
 
@@ -85,13 +85,6 @@ class ThreadItem:
     ref: int  # touch id or inbound id
 
 
-@dataclass(frozen=True)
-class TimelineItem:
-    at: datetime
-    kind: str
-    data: dict[str, Any]
-
-
 @dataclass
 class HandoffDetail:
     handoff: HandoffView
@@ -134,10 +127,7 @@ class HandoffStore:
                 reply = _inbound(row) if row else None
             return HandoffDetail(
                 handoff=h, lead=lead, reply=reply, thread=_thread(conn, lead.id),
-                timeline=[TimelineItem(assume_utc(r.at), r.kind, dict(r.data or {}))
-                          for r in conn.execute(select(EV.c.at, EV.c.kind, EV.c.data)
-                                                .where(EV.c.lead_id == lead.id)
-                                                .order_by(EV.c.at, EV.c.id))],
+                timeline=events.timeline(conn, lead.id),
                 enrollments=[dict(r._mapping) for r in conn.execute(
                     select(E.c.id, E.c.sequence, E.c.state, E.c.stop_reason, E.c.touch_number,
                            E.c.enrolled_at).where(E.c.lead_id == lead.id).order_by(E.c.id))],

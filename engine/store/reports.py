@@ -11,12 +11,12 @@ from sqlalchemy import func, select
 from engine.domain.lead import LeadRecord
 from engine.domain.states import TouchState
 from engine.store.db import Database
+from engine.store.events import TimelineItem, timeline
 from engine.store.leads import LIVE, lead_record
 from engine.store.queue import ACTIVE, CLAIMED
-from engine.store.tables import Enrollment, Event, Lead, Suppression, Touch
+from engine.store.tables import Enrollment, Lead, Suppression, Touch
 
-T, E, L, EV, S = (Touch.__table__, Enrollment.__table__, Lead.__table__, Event.__table__,
-                  Suppression.__table__)
+T, E, L, S = Touch.__table__, Enrollment.__table__, Lead.__table__, Suppression.__table__
 
 
 @dataclass
@@ -54,19 +54,12 @@ class TouchRow:
     task_kind: str
 
 
-@dataclass(frozen=True)
-class TimelineEntry:
-    at: datetime
-    kind: str
-    data: dict[str, Any]
-
-
 @dataclass
 class LeadReport:
     lead: LeadRecord
     enrollments: list[dict[str, Any]]
     touches: list[TouchRow]
-    timeline: list[TimelineEntry]
+    timeline: list[TimelineItem]
     suppressed: str | None
 
 
@@ -120,9 +113,7 @@ class ReportStore:
             enrollments = [dict(r._mapping) for r in conn.execute(
                 select(E).where(E.c.lead_id == lead.id).order_by(E.c.id))]
             touches = self._touches(conn, T.c.lead_id == lead.id)
-            events = [TimelineEntry(r.at, r.kind, dict(r.data or {})) for r in conn.execute(
-                select(EV.c.at, EV.c.kind, EV.c.data).where(EV.c.lead_id == lead.id)
-                .order_by(EV.c.at, EV.c.id))]
+            events = timeline(conn, lead.id)
             suppressed = conn.execute(
                 select(S.c.reason).where(S.c.email == lead.email)).scalar()
         return LeadReport(lead, enrollments, touches, events, suppressed)
