@@ -1,11 +1,12 @@
 """Where an enrollment goes next, computed one way for enrolling, sending, tasks and recovery.
 
-Thin glue over domain/progress.py: the lead's zone, the jitter key, and `on_finish`.
+Thin glue over domain/progress.py: the lead's zone, the jitter key, and `on_finish`; and
+`settle_done`, the one way a person's "this step is done" is recorded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -15,6 +16,7 @@ from engine.domain.lead import LeadRecord
 from engine.domain.progress import FIND_NEXT, Next, after_done, first_due, index_of
 from engine.domain.sequence import Sequence
 from engine.domain.touch import Advance, FollowOn
+from engine.services.ports import Catalog, WorkerStore
 
 log = structlog.get_logger("nurture.planning")
 
@@ -64,3 +66,15 @@ class Planning:
             return Advance(Next(step_index, 0, at, FIND_NEXT),
                            on_finish_unavailable=seq.on_finish.enroll)
         return Advance(None, FollowOn(target.name, self.first(target, lead, at)))
+
+
+def settle_done(workers: WorkerStore, catalog: Catalog, plan: Planning, touch_id: int,
+                from_states: Collection[str], how: str, now: datetime, by: str) -> None:
+    """Record that a person says a touch's step is done (`done`: a task completed; `sent`: an
+    in-doubt send left) and advance its enrollment, the next step counting from `now`."""
+    _, record = workers.load(touch_id)
+    claim = record.claim
+    seq = catalog.get(claim.sequence)  # a broken sequence is an error, not an end
+    advance = plan.advance(seq, record.lead, claim.step_index, claim.occurrence, now,
+                           claim.step_name)
+    workers.settle(touch_id, claim.fence, from_states, how, now, advance, by)

@@ -18,7 +18,7 @@ import structlog
 from engine.domain.states import TouchState
 from engine.domain.touch import TouchRecord
 from engine.errors import InvalidTransition, MailboxError
-from engine.services.planning import Planning
+from engine.services.planning import Planning, settle_done
 from engine.services.ports import Catalog, Clock, SentCopy, WorkerStore
 
 log = structlog.get_logger("nurture.recover")
@@ -94,13 +94,9 @@ class Recovery:
     # --- the operator's answers for `unknown` touches -------------------------------------
 
     def mark_sent(self, touch_id: int, by: str = "operator") -> None:
-        _, record = self.workers.load(touch_id)
-        claim = record.claim
-        seq = self.catalog.get(claim.sequence)  # a broken sequence is an error, not an end
-        now = self.clock.now()
-        advance = self.plan.advance(seq, record.lead, claim.step_index, claim.occurrence, now,
-                                    claim.step_name)
-        self.workers.settle(touch_id, claim.fence, UNKNOWN, "sent", now, advance, by)
+        """The operator says an in-doubt touch left; the next step counts from now."""
+        settle_done(self.workers, self.catalog, self.plan, touch_id, UNKNOWN, "sent",
+                    self.clock.now(), by)
 
     def resend(self, touch_id: int, by: str = "operator") -> None:
         _, record = self.workers.load(touch_id)

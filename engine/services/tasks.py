@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.domain.states import TouchState
-from engine.services.planning import Planning
+from engine.services.planning import Planning, settle_done
 from engine.services.ports import Catalog, Clock, WorkerStore
 
 OPEN = (TouchState.open.value,)
@@ -17,10 +17,5 @@ class Tasks:
 
     def complete(self, touch_id: int, by: str = "") -> None:
         """Mark an open task done; the next step counts from now."""
-        _, record = self.workers.load(touch_id)
-        claim = record.claim
-        seq = self.catalog.get(claim.sequence)  # a broken sequence is an error, not an end
-        now = self.clock.now()
-        advance = self.plan.advance(seq, record.lead, claim.step_index, claim.occurrence, now,
-                                    claim.step_name)
-        self.workers.settle(touch_id, claim.fence, OPEN, "done", now, advance, by)
+        settle_done(self.workers, self.catalog, self.plan, touch_id, OPEN, "done",
+                    self.clock.now(), by)
