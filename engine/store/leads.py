@@ -30,12 +30,15 @@ _RETRIES = 3
 Planner = Callable[[LeadRecord], NextTouch | None]
 
 
-def lead_record(row: Any) -> LeadRecord:
-    m = row._mapping
+def lead_record(row: Any, prefix: str = "") -> LeadRecord:
+    """The LeadRecord of a row holding the lead's columns, named `prefix` + column (a join
+    labels them, e.g. `l_email`)."""
+    m, p = row._mapping, prefix
     return LeadRecord(
-        id=m["id"], email=m["email"], first_name=m["first_name"], last_name=m["last_name"],
-        company=m["company"], stage=m["stage"], timezone=m["timezone"], owner=m["owner"],
-        source=m["source"], fields=dict(m["fields"] or {}),
+        id=m[p + "id"], email=m[p + "email"], first_name=m[p + "first_name"],
+        last_name=m[p + "last_name"], company=m[p + "company"], stage=m[p + "stage"],
+        timezone=m[p + "timezone"], owner=m[p + "owner"], source=m[p + "source"],
+        fields=dict(m[p + "fields"] or {}),
     )
 
 

@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlmodel import SQLModel
 
 from engine.domain.lead import LeadInput
 from engine.domain.progress import Next
 from engine.domain.touch import Advance, Delivered, DueEnrollment, SendEmail, TouchPlan
+from engine.store.leads import lead_record
 from engine.store.store import Store
-from engine.store.tables import Enrollment
+from engine.store.tables import Enrollment, Lead, Touch
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
@@ -199,3 +200,19 @@ def test_an_enrollment_notifies_a_listening_sender(pg_store: Store) -> None:
         stop.set()
         await task
     asyncio.run(go())
+
+
+def test_a_lead_reads_the_same_from_its_table_and_from_a_labelled_join(store: Store) -> None:
+    """lead_record builds one LeadRecord from the lead's own row and from a join that labels
+    its columns `l_*` (the claim's begin_send reads the lead that way)."""
+    store.leads.enroll([LeadInput("ada@example.com", {"first_name": "Ada", "company": "Acme"},
+                                  {"plan": "pro"})], "s", lambda _: Next(0, 0, NOW), NOW, "test")
+    L, T = Lead.__table__, Touch.__table__
+    with store.db.read() as conn:
+        plain = lead_record(conn.execute(select(L)).one())
+        joined = lead_record(conn.execute(
+            select(T.c.id, *[c.label(f"l_{c.name}") for c in L.c])
+            .select_from(L.outerjoin(T, T.c.lead_id == L.c.id))).one(), "l_")
+    assert plain == joined
+    assert (plain.email, plain.first_name, plain.company, dict(plain.fields)) == (
+        "ada@example.com", "Ada", "Acme", {"plan": "pro"})
