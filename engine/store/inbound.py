@@ -26,7 +26,7 @@ from engine.domain.states import EnrollmentState, HandoffState, TouchState
 from engine.errors import ConcurrentUpdate, DatabaseError
 from engine.store import events
 from engine.store.db import Database
-from engine.store.leads import LIVE, lead_record, suppress_in
+from engine.store.leads import LIVE, end_live, lead_record, suppress_in
 from engine.store.tables import (
     Enrollment,
     Handoff,
@@ -252,15 +252,9 @@ class InboundTx:
     # --- acting on enrollments and touches ---------------------------------------------------
 
     def end(self, enrollment_ids: Sequence[int], state: str, reason: str) -> list[int]:
-        """Move live enrollments to `state` (handed_off or stopped); the ids that moved."""
-        moved = []
-        for eid in enrollment_ids:
-            n = self.conn.execute(update(E).where(E.c.id == eid, E.c.state.in_(LIVE)).values(
-                state=state, stop_reason=reason, next_due_at=None, paused_until=None,
-                updated_at=self.now)).rowcount
-            if n:
-                moved.append(eid)
-        return moved
+        """Move live enrollments to `state` (handed_off or stopped); the ids that moved. The
+        service logs each with the inbound message that ended it."""
+        return end_live(self.conn, enrollment_ids, state, reason, self.now)
 
     def pause(self, enrollment_id: int, until: datetime) -> None:
         self.conn.execute(update(E).where(E.c.id == enrollment_id, E.c.state.in_(LIVE)).values(

@@ -108,12 +108,7 @@ class LeadStore:
     def stop(self, lead_id: int, sequence: str | None, reason: str, now: datetime) -> int:
         """Stop the lead's live enrollments (of one sequence, or all); how many."""
         with self.db.write() as conn:
-            q = select(E.c.id).where(E.c.lead_id == lead_id, E.c.state.in_(LIVE))
-            if sequence:
-                q = q.where(E.c.sequence == sequence)
-            ids = list(conn.execute(q).scalars())
-            _stop_ids(conn, lead_id, ids, reason, now)
-        return len(ids)
+            return len(stop_live(conn, lead_id, reason, now, sequence))
 
 
 def suppress_in(conn: Connection, email: str, reason: str, source: str, now: datetime,
@@ -129,25 +124,45 @@ def suppress_in(conn: Connection, email: str, reason: str, source: str, now: dat
     return True
 
 
-def stop_live(conn: Connection, lead_id: int, reason: str, now: datetime) -> None:
-    """Stop every live enrollment of a lead (a bounce or an unsubscribe ends them all)."""
-    ids = conn.execute(
-        select(E.c.id).where(E.c.lead_id == lead_id, E.c.state.in_(LIVE))
-    ).scalars().all()
-    _stop_ids(conn, lead_id, list(ids), reason, now)
+# --- ending enrollments: every stop and every handoff goes through end_live ------------------
+
+def stop_live(conn: Connection, lead_id: int, reason: str, now: datetime,
+              sequence: str | None = None) -> list[int]:
+    """Stop the lead's live enrollments, of one sequence (the operator's choice) or all (a
+    bounce or an unsubscribe ends them all); the ids stopped."""
+    q = select(E.c.id).where(E.c.lead_id == lead_id, E.c.state.in_(LIVE))
+    if sequence:
+        q = q.where(E.c.sequence == sequence)
+    return stop(conn, lead_id, list(conn.execute(q).scalars()), reason, now)
 
 
-def _stop_ids(conn: Connection, lead_id: int, ids: list[int], reason: str,
-              now: datetime) -> None:
-    if not ids:
-        return
-    conn.execute(update(E).where(E.c.id.in_(ids)).values(
-        state=EnrollmentState.stopped.value, stop_reason=reason, next_due_at=None, updated_at=now,
-    ))
+def stop(conn: Connection, lead_id: int, enrollment_ids: Sequence[int], reason: str,
+         now: datetime, detail: str | None = None) -> list[int]:
+    """End those enrollments as `stopped` and log `enrollment_stopped` for each that was still
+    live (with `detail` when given: what the sender saw); the ids stopped."""
+    ids = end_live(conn, enrollment_ids, EnrollmentState.stopped.value, reason, now)
+    data = {"reason": reason} if detail is None else {"reason": reason, "detail": detail}
     events.log_many(conn, (
         {"kind": "enrollment_stopped", "at": now, "lead_id": lead_id, "enrollment_id": i,
-         "data": {"reason": reason}} for i in ids
+         "data": data} for i in ids
     ))
+    return ids
+
+
+def end_live(conn: Connection, enrollment_ids: Sequence[int], state: str, reason: str,
+             now: datetime) -> list[int]:
+    """Move those enrollments that are still live (active or paused) to `state` (stopped, or
+    handed_off: the caller logs why), with nothing due and no pause left; the ids that moved,
+    in the order given. The state test is in the UPDATE itself: an end committed by another
+    transaction meanwhile (a handoff, a stop) stands and is not counted again."""
+    if not enrollment_ids:
+        return []
+    moved = set(conn.execute(
+        update(E).where(E.c.id.in_(list(enrollment_ids)), E.c.state.in_(LIVE))
+        .values(state=state, stop_reason=reason, next_due_at=None, paused_until=None,
+                updated_at=now)
+        .returning(E.c.id)).scalars())
+    return [i for i in enrollment_ids if i in moved]
 
 
 # --- the enroll transaction ---------------------------------------------------------------

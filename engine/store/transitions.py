@@ -13,7 +13,7 @@ from sqlalchemy import Connection, bindparam, case, insert, select, update
 
 from engine.domain.states import EnrollmentState, TouchState
 from engine.domain.touch import Advance, Delivered, Failed, Outcome, Retry
-from engine.store import events
+from engine.store import events, leads
 from engine.store.leads import LIVE, suppress_in
 from engine.store.tables import Enrollment, Lead, Suppression, Touch
 
@@ -76,8 +76,8 @@ def _record_failure(
     email = conn.execute(select(L.c.email).where(L.c.id == t.lead_id)).scalar_one()
     if outcome.bounce:
         suppress_in(conn, email, "hard_bounce", f"smtp {outcome.code}", now, "bounced")
-    stop(conn, t.enrollment_id, t.lead_id, "bounced" if outcome.bounce else "send_failed",
-         now, outcome.error[:200])
+    leads.stop(conn, t.lead_id, [t.enrollment_id], "bounced" if outcome.bounce else "send_failed",
+               now, outcome.error[:200])
 
 
 def advance_in(conn: Connection, t: Any, advance: Advance, now: datetime, counted: bool) -> None:
@@ -134,12 +134,9 @@ def enroll_follow_on(conn: Connection, lead_id: int, sequence: str, nxt: Any,
 
 def stop(conn: Connection, enrollment_id: int, lead_id: int, reason: str, now: datetime,
          detail: str = "") -> None:
-    n = conn.execute(update(E).where(E.c.id == enrollment_id, E.c.state.in_(LIVE)).values(
-        state=EnrollmentState.stopped.value, stop_reason=reason, next_due_at=None,
-        updated_at=now)).rowcount
-    if n:
-        events.log(conn, "enrollment_stopped", now, lead_id, enrollment_id, reason=reason,
-                   detail=detail)
+    """Stop one enrollment the send path gave up on (store/leads.stop, `detail` always
+    logged). Kept for store/queue.py's calls."""
+    leads.stop(conn, lead_id, [enrollment_id], reason, now, detail)
 
 
 def set_touch(conn: Connection, t: Any, **values: Any) -> None:

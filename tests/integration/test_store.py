@@ -17,9 +17,9 @@ from sqlmodel import SQLModel
 from engine.domain.lead import LeadInput
 from engine.domain.progress import Next
 from engine.domain.touch import Advance, Delivered, DueEnrollment, SendEmail, TouchPlan
-from engine.store.leads import lead_record
+from engine.store.leads import end_live, lead_record, stop_live
 from engine.store.store import Store
-from engine.store.tables import Enrollment, Lead, Touch
+from engine.store.tables import Enrollment, Event, Lead, Touch
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
@@ -216,3 +216,27 @@ def test_a_lead_reads_the_same_from_its_table_and_from_a_labelled_join(store: St
     assert plain == joined
     assert (plain.email, plain.first_name, plain.company, dict(plain.fields)) == (
         "ada@example.com", "Ada", "Acme", {"plan": "pro"})
+
+
+def test_a_stop_moves_only_live_enrollments_and_logs_each_once(store: Store) -> None:
+    """end_live moves the still-live enrollments given (in that order) and leaves an ended one
+    as it is (a handoff stands); a stop clears the pause and logs enrollment_stopped once."""
+    store.leads.enroll([LeadInput("ada@example.com")], "s", lambda _: Next(0, 0, NOW), NOW, "t")
+    store.leads.enroll([LeadInput("ada@example.com")], "u", lambda _: Next(0, 0, NOW), NOW, "t")
+    E, EV = Enrollment.__table__, Event.__table__
+    with store.db.write() as conn:
+        first, second = conn.execute(select(E.c.id).order_by(E.c.id)).scalars().all()
+        lead_id = conn.execute(select(E.c.lead_id)).scalars().first()
+        conn.execute(update(E).where(E.c.id == second).values(
+            state="paused", paused_until=NOW + timedelta(days=2)))
+        assert end_live(conn, [first], "handed_off", "replied", NOW) == [first]
+        assert end_live(conn, [first], "stopped", "manual", NOW) == []
+        assert stop_live(conn, lead_id, "unsubscribe", NOW) == [second]
+    with store.db.read() as conn:
+        rows = {r.id: r for r in conn.execute(select(E))}
+        stopped = conn.execute(select(EV.c.enrollment_id).where(
+            EV.c.kind == "enrollment_stopped")).scalars().all()
+    assert (rows[first].state, rows[first].stop_reason) == ("handed_off", "replied")
+    assert (rows[second].state, rows[second].stop_reason) == ("stopped", "unsubscribe")
+    assert rows[second].paused_until is None and rows[second].next_due_at is None
+    assert stopped == [second]
