@@ -15,17 +15,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, or_, select, text, update
+from sqlalchemy import Connection, or_, select, text, update
 
 from engine.domain.lead import LeadRecord
 from engine.domain.schedule import assume_utc
-from engine.domain.states import EnrollmentState, HandoffState, TouchState
+from engine.domain.states import HandoffState, TouchState
 from engine.domain.touch import NextTouch
 from engine.errors import AlreadyEnrolled, InvalidTransition, NotFound, Suppressed
 from engine.store import events
 from engine.store.db import Database
 from engine.store.events import TimelineItem
-from engine.store.leads import LIVE, lead_record
+from engine.store.leads import LIVE, enroll_one, lead_record
 from engine.store.tables import (
     Enrollment,
     Handoff,
@@ -172,7 +172,7 @@ class HandoffStore:
             _guarded(conn, handoff_id, expect, {
                 "state": HandoffState.closed.value, "outcome": "renurtured", "closed_at": now},
                 by)
-            eid = _enroll(conn, lead, sequence, plan(lead), now, f"handoff:{handoff_id}")
+            eid = enroll_one(conn, lead.id, sequence, plan(lead), now, f"handoff:{handoff_id}")
             events.log(conn, "handoff_closed", now, lead.id, handoff_id=handoff_id, by=by,
                        outcome="renurtured", sequence=sequence, enrollment_id=eid)
             if self.db.is_postgres:
@@ -244,18 +244,3 @@ def _thread(conn: Connection, lead_id: int) -> list[ThreadItem]:
 
 def _first_lines(reason: str) -> str:
     return f"({reason})" if reason else ""
-
-
-def _enroll(conn: Connection, lead: LeadRecord, sequence: str, nxt: NextTouch | None,
-            now: datetime, source: str) -> int:
-    eid = int(conn.execute(insert(E).returning(E.c.id).values(
-        lead_id=lead.id, sequence=sequence, stop_reason="", touch_number=0,
-        state=EnrollmentState.active.value if nxt else EnrollmentState.finished.value,
-        step_index=nxt.step_index if nxt else 0, occurrence=nxt.occurrence if nxt else 0,
-        step_name=nxt.step_name if nxt else "",
-        next_due_at=nxt.due_at if nxt else None, paused_until=None, enrolled_at=now,
-        last_touch_at=None, updated_at=now, source=source,
-    )).scalar_one())
-    events.log(conn, "enrolled", now, lead.id, eid, sequence=sequence, source=source,
-               first_due_at=nxt.due_at if nxt else None)
-    return eid

@@ -283,19 +283,9 @@ def _insert_enrollments(
 ) -> dict[str, EnrollOutcome]:
     if not leads:
         return {}
-    rows, plans = [], []
-    for lead in leads:
-        nxt = plan(lead)
-        plans.append(nxt)
-        rows.append({
-            "lead_id": lead.id, "sequence": sequence,
-            "state": EnrollmentState.active.value if nxt else EnrollmentState.finished.value,
-            "stop_reason": "", "step_index": nxt.step_index if nxt else 0,
-            "step_name": nxt.step_name if nxt else "",
-            "occurrence": nxt.occurrence if nxt else 0, "touch_number": 0,
-            "next_due_at": nxt.due_at if nxt else None, "paused_until": None,
-            "enrolled_at": now, "last_touch_at": None, "updated_at": now, "source": source,
-        })
+    plans = [plan(lead) for lead in leads]
+    rows = [enrollment_row(lead.id, sequence, nxt, now, source)
+            for lead, nxt in zip(leads, plans, strict=True)]
     # One multi-row INSERT, matched back by lead (one enrollment each in a batch).
     by_lead = dict(conn.execute(insert(E).returning(E.c.lead_id, E.c.id), rows).all())
     ids = [by_lead[lead.id] for lead in leads]
@@ -309,6 +299,31 @@ def _insert_enrollments(
         lead.email: EnrollOutcome(lead.email, "enrolled", lead.id, eid,
                                   nxt.due_at if nxt else None)
         for lead, eid, nxt in zip(leads, ids, plans, strict=True)
+    }
+
+
+def enroll_one(conn: Connection, lead_id: int, sequence: str, nxt: NextTouch | None,
+               now: datetime, source: str) -> int:
+    """One new enrollment (the caller has checked suppression and live enrollments), logged
+    `enrolled`; its id."""
+    eid = int(conn.execute(insert(E).returning(E.c.id).values(
+        enrollment_row(lead_id, sequence, nxt, now, source))).scalar_one())
+    events.log(conn, "enrolled", now, lead_id, eid, sequence=sequence, source=source,
+               first_due_at=nxt.due_at if nxt else None)
+    return eid
+
+
+def enrollment_row(lead_id: int, sequence: str, nxt: NextTouch | None, now: datetime,
+                   source: str) -> dict[str, Any]:
+    """A new enrollment's columns: at its first step, or finished when it has none."""
+    return {
+        "lead_id": lead_id, "sequence": sequence,
+        "state": EnrollmentState.active.value if nxt else EnrollmentState.finished.value,
+        "stop_reason": "", "step_index": nxt.step_index if nxt else 0,
+        "step_name": nxt.step_name if nxt else "",
+        "occurrence": nxt.occurrence if nxt else 0, "touch_number": 0,
+        "next_due_at": nxt.due_at if nxt else None, "paused_until": None,
+        "enrolled_at": now, "last_touch_at": None, "updated_at": now, "source": source,
     }
 
 

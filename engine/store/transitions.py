@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, insert, select, update
+from sqlalchemy import Connection, bindparam, case, select, update
 
 from engine.domain.states import EnrollmentState, TouchState
 from engine.domain.touch import Advance, Delivered, Failed, Outcome, Retry
@@ -119,17 +119,7 @@ def enroll_follow_on(conn: Connection, lead_id: int, sequence: str, nxt: Any,
         E.c.lead_id == lead_id, E.c.sequence == sequence, E.c.state.in_(LIVE)
     )).first():
         return
-    source = f"on_finish:{after}"
-    eid = conn.execute(insert(E).returning(E.c.id).values(
-        lead_id=lead_id, sequence=sequence, stop_reason="", touch_number=0,
-        state=EnrollmentState.active.value if nxt else EnrollmentState.finished.value,
-        step_index=nxt.step_index if nxt else 0, occurrence=nxt.occurrence if nxt else 0,
-        step_name=nxt.step_name if nxt else "",
-        next_due_at=nxt.due_at if nxt else None, paused_until=None, enrolled_at=now,
-        last_touch_at=None, updated_at=now, source=source,
-    )).scalar_one()
-    events.log(conn, "enrolled", now, lead_id, eid, sequence=sequence, source=source,
-               first_due_at=nxt.due_at if nxt else None)
+    leads.enroll_one(conn, lead_id, sequence, nxt, now, f"on_finish:{after}")
 
 
 def stop(conn: Connection, enrollment_id: int, lead_id: int, reason: str, now: datetime,
