@@ -18,6 +18,19 @@ from engine.domain.lead import LeadRecord
 from engine.errors import SendError
 
 
+@dataclass(frozen=True)
+class RawMail:
+    """A message as a mailbox watcher hands it to HandleInbound (engine.mail.imap.RawInbound,
+    with the server's INTERNALDATE optional)."""
+
+    raw: bytes
+    uid: int = 1
+    mailbox: str = "sales"
+    folder: str = "INBOX"
+    uidvalidity: int = 1
+    internal_date: datetime | None = None
+
+
 class FrozenClock:
     """Time stands still until a test moves it."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,18 +17,10 @@ from engine.errors import InvalidTransition
 from engine.mail.parse import parse_inbound
 from engine.services.handle_inbound import HandleInbound, InboundSettings
 from engine.services.handoff import Handoffs
+from engine.testing import RawMail
 from tests.servers.engine_env import Env, make_env, sequence
 
 ROUNDS = 12
-
-
-@dataclass
-class Raw:
-    raw: bytes
-    uid: int
-    mailbox: str = "sales"
-    folder: str = "INBOX"
-    uidvalidity: int = 1
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -52,7 +43,7 @@ def handoffs_for(env: Env, count: int) -> list[int]:
         msg["From"], msg["To"], msg["Subject"] = touch.email, "sales@acme.test", "Re: Hello"
         msg["Message-ID"], msg["In-Reply-To"] = f"<r{uid}@example.com>", touch.message_id
         msg.set_content("Call me tomorrow.\n")
-        done = inbound(Raw(msg.as_bytes(), uid))
+        done = inbound(RawMail(msg.as_bytes(), uid))
         assert done.handoff is not None
         ids.append(done.handoff.handoff_id)
     return ids

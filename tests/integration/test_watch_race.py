@@ -16,7 +16,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -29,6 +28,7 @@ from engine.mail.parse import parse_inbound
 from engine.services.handle_inbound import Handled, HandleInbound, InboundSettings
 from engine.services.send_due import PassReport
 from engine.store.tables import Event
+from engine.testing import RawMail
 from tests.servers.engine_env import Env, make_env, sequence, smtp_sender
 from tests.servers.smtp_sink import SmtpSink
 
@@ -41,15 +41,6 @@ THREE_STEPS = [  # the raced step is the second: the enrollment is still live af
     {"name": "third", "after": "1 day", "send_window": "any", "email": {"template": "third.md.j2"}},
 ]
 T = TypeVar("T")
-
-
-@dataclass
-class Raw:
-    raw: bytes
-    uid: int
-    mailbox: str = "sales"
-    folder: str = "INBOX"
-    uidvalidity: int = 1
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -97,7 +88,7 @@ def event_id(env: Env, kind: str, lead_id: int, **match: Any) -> int | None:
 
 
 def race(env: Env, loop: asyncio.AbstractEventLoop, handle: HandleInbound, claim: Any,
-         raw: Raw, stagger: float) -> Handled:
+         raw: RawMail, stagger: float) -> Handled:
     """Start the send and the reply together; return what the reply did.
 
     `stagger` (seconds) holds one side back a little after the barrier, sweeping the
@@ -155,7 +146,7 @@ def test_a_reply_racing_a_due_send_stops_everything_not_yet_sending(
         for uid, claim in enumerate(claims, start=1):
             email = env.store.leads.get_by_id(claim.lead_id).email  # type: ignore[union-attr]
             stagger = STAGGERS[uid % len(STAGGERS)]
-            done = race(env, loop, handle, claim, Raw(reply(email, first[email]), uid), stagger)
+            done = race(env, loop, handle, claim, RawMail(reply(email, first[email]), uid), stagger)
             touch = {t.id: t for t in env.touches()}[claim.touch_id]
             at_sink = [m for m in sink.received if m.message_id == claim.message_id]
             report = env.store.reports.lead(email)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -15,16 +14,8 @@ from engine.mail.parse import parse_inbound
 from engine.services.handle_inbound import HandleInbound, InboundSettings
 from engine.services.send_due import PassReport
 from engine.store.inbound import CursorTable
+from engine.testing import RawMail
 from tests.servers.engine_env import Env, make_env, sequence
-
-
-@dataclass
-class Raw:
-    raw: bytes
-    uid: int = 1
-    mailbox: str = "sales"
-    folder: str = "INBOX"
-    uidvalidity: int = 1
 
 
 def reply_to(message_id: str, body: str = "Sounds good, call me.", frm: str = "ada@example.com",
@@ -56,7 +47,7 @@ def first_touch(env: Env) -> str:
 
 def test_a_reply_hands_off_in_the_database(env: Env) -> None:
     """Enrollment handed_off/replied, the inbound row matched, a handoff for alice."""
-    done = handler(env)(Raw(reply_to(first_touch(env))))
+    done = handler(env)(RawMail(reply_to(first_touch(env))))
     report = env.store.reports.lead("ada@example.com")
     assert report is not None
     [e] = report.enrollments
@@ -71,7 +62,7 @@ def test_a_reply_hands_off_in_the_database(env: Env) -> None:
 
 def test_nothing_more_is_sent_after_a_reply(env: Env) -> None:
     """The next step falls due a day later: no touch, no SMTP."""
-    handler(env)(Raw(reply_to(first_touch(env))))
+    handler(env)(RawMail(reply_to(first_touch(env))))
     env.clock.advance(days=2)
     env.run_once()
     assert len(env.sender.sent) == 1 and len(env.touches()) == 1
@@ -83,7 +74,7 @@ def test_a_claimed_touch_is_skipped_and_its_sender_stands_down(env: Env) -> None
     env.clock.advance(days=1)
     [claim] = env.store.queue.claim_due(env.worker, ["welcome"], env.clock.now(), 10,
                                         timedelta(seconds=60), env.send._planner("sales"))
-    done = handler(env)(Raw(reply_to(mid)))
+    done = handler(env)(RawMail(reply_to(mid)))
     asyncio.run(env.send.process(claim, PassReport()))
     assert done.skipped_touches == [claim.touch_id]
     assert len(env.sender.sent) == 1 and env.touches()[1].state == "skipped"
@@ -92,7 +83,7 @@ def test_a_claimed_touch_is_skipped_and_its_sender_stands_down(env: Env) -> None
 def test_an_out_of_office_pauses_then_the_claim_resumes_it(env: Env) -> None:
     """Paused for 3 business days: the step due tomorrow waits, then goes after the pause."""
     mid = first_touch(env)
-    done = handler(env)(Raw(reply_to(mid, "I am out of the office.", mid="<ooo@example.com>",
+    done = handler(env)(RawMail(reply_to(mid, "I am out of the office.", mid="<ooo@example.com>",
                                       Auto_Submitted="auto-replied")))
     [until] = done.paused.values()
     env.clock.advance(days=1, hours=1)
@@ -116,7 +107,7 @@ def test_a_hard_bounce_suppresses_the_address_for_good(env: Env) -> None:
            f"Final-Recipient: rfc822; ada@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n"
            f"\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {mid}\r\n"
            f"To: ada@example.com\r\n\r\n--B--\r\n").encode()
-    done = handler(env)(Raw(raw))
+    done = handler(env)(RawMail(raw))
     assert (done.kind, done.matched_by) == ("bounce_hard", "returned-message")
     assert env.store.leads.suppression("ada@example.com") == "hard_bounce"
     with pytest.raises(Suppressed):
@@ -129,8 +120,8 @@ def test_the_round_robin_counter_survives_a_restart(env: Env) -> None:
         env.enroll(f"{who}@example.com")
     env.run_once()
     touches = {t.email: t.message_id for t in env.touches()}
-    handler(env)(Raw(reply_to(touches["a@example.com"], frm="a@example.com", mid="<1@x>")))
-    handler(env)(Raw(reply_to(touches["b@example.com"], frm="b@example.com", mid="<2@x>"),
+    handler(env)(RawMail(reply_to(touches["a@example.com"], frm="a@example.com", mid="<1@x>")))
+    handler(env)(RawMail(reply_to(touches["b@example.com"], frm="b@example.com", mid="<2@x>"),
                      uid=2))
     assert sorted(h.rep for h in env.store.handoffs.list()) == ["alice", "bob"]
 

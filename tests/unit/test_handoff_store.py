@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -15,16 +14,8 @@ from engine.mail.parse import parse_inbound
 from engine.services.handle_inbound import HandleInbound, InboundSettings
 from engine.services.handoff import Handoffs
 from engine.store.tables import Enrollment
+from engine.testing import RawMail
 from tests.servers.engine_env import Env, make_env, sequence
-
-
-@dataclass
-class Raw:
-    raw: bytes
-    uid: int = 1
-    mailbox: str = "sales"
-    folder: str = "INBOX"
-    uidvalidity: int = 1
 
 
 @pytest.fixture
@@ -42,7 +33,7 @@ def handoff_id(env: Env) -> int:
     msg["Message-ID"], msg["In-Reply-To"] = "<r@example.com>", env.touches()[0].message_id
     msg.set_content("Call me tomorrow.\n\n-- \nAda\n")
     done = HandleInbound(env.store.inbound, env.catalog, env.clock, parse_inbound,
-                         InboundSettings("UTC", ("alice", "bob")))(Raw(msg.as_bytes()))
+                         InboundSettings("UTC", ("alice", "bob")))(RawMail(msg.as_bytes()))
     assert done.handoff is not None
     return done.handoff.handoff_id
 

@@ -4,7 +4,6 @@ enrollment; a reply closes the lead's open manual tasks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -12,19 +11,8 @@ from pathlib import Path
 
 from engine.mail.parse import parse_inbound
 from engine.services.handle_inbound import HandleInbound, InboundSettings
+from engine.testing import RawMail
 from tests.servers.engine_env import Env, make_env, sequence
-
-
-@dataclass
-class Raw:
-    """A message as the watcher hands it over, with the server's INTERNALDATE."""
-
-    raw: bytes
-    internal_date: datetime | None
-    uid: int = 1
-    mailbox: str = "sales"
-    folder: str = "INBOX"
-    uidvalidity: int = 1
 
 
 def new_message(written: datetime | None, body: str = "Can we talk about pricing?") -> bytes:
@@ -41,7 +29,7 @@ def new_message(written: datetime | None, body: str = "Can we talk about pricing
 def handle(env: Env, raw: bytes, internal_date: datetime | None) -> None:
     HandleInbound(env.store.inbound, env.catalog, env.clock, parse_inbound,
                   InboundSettings("UTC", ("alice",), frozenset({"sales@acme.test"})))(
-        Raw(raw, internal_date))
+        RawMail(raw, internal_date=internal_date))
 
 
 def states(env: Env) -> dict[str, str]:
