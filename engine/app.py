@@ -65,6 +65,12 @@ class App:
         self.settings = settings
         self.clock = SystemClock()
 
+    def close(self) -> None:
+        """Close the database connections, if any were opened (the SMTP pool is async: its
+        owner awaits `sender.close()`)."""
+        if "store" in self.__dict__:
+            self.store.close()
+
     # --- adapters --------------------------------------------------------------------------
 
     @cached_property

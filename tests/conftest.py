@@ -28,6 +28,15 @@ def require(available: bool, what: str) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _close_what_the_test_opened() -> Iterator[None]:
+    """Stores, apps and clients the shared helpers opened are closed after each test."""
+    from tests.servers.cleanup import close_all
+
+    yield
+    close_all()
+
+
+@pytest.fixture(autouse=True)
 def _scrub_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's NURTURE_* settings."""
     for key in list(os.environ):

@@ -221,6 +221,10 @@ class Dovecot:
                 os.killpg(proc.pid, sig)
             if _wait_group_gone(proc, timeout=5):
                 break
+        # The group can be gone while the master is still an unreaped zombie: reap it, or its
+        # Popen is collected "still running" (a ResourceWarning) and the zombie stays.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
         if proc.stderr:
             proc.stderr.close()
         self._wait_port_closed()

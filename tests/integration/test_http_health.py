@@ -14,6 +14,7 @@ import pytest
 from engine.app import App
 from engine.mail.imap import WatcherStatus
 from engine.web.state import Runtime
+from tests.servers.cleanup import close_after_test
 from tests.servers.web_app import make_app, served, web_app, web_settings
 
 
@@ -28,6 +29,7 @@ def test_health_and_metrics_without_a_database(tmp_path: Path,
     """No database: /healthz is 503 with database.ok false; /metrics reports it as down."""
     url = f"postgresql://nobody@127.0.0.1:{_closed_port()}/nurture"
     app = App(web_settings(tmp_path, monkeypatch, url=url))
+    close_after_test(app.close)
     with served(web_app(app)) as base:
         health = httpx.get(f"{base}/healthz", timeout=30)
         metrics = httpx.get(f"{base}/metrics", timeout=30)

@@ -13,7 +13,9 @@ from engine.store.store import Store
 
 def _store(tmp_path: Path) -> Path:
     path = tmp_path / "nurture.db"
-    Store(f"sqlite:///{path}").db.upgrade()
+    store = Store(f"sqlite:///{path}")
+    store.db.upgrade()
+    store.close()
     return path
 
 

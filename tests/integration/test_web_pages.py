@@ -15,6 +15,7 @@ import pytest
 from engine.app import App
 from engine.mail.imap import WatcherStatus
 from engine.web.state import Runtime
+from tests.servers.cleanup import close_after_test
 from tests.servers.smtp_sink import SmtpSink
 from tests.servers.web_app import (
     REPS,
@@ -34,7 +35,9 @@ class Site:
     sink: SmtpSink
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url)
+        c = httpx.Client(base_url=self.url)
+        close_after_test(c.close)
+        return c
 
     def signed_in(self, rep: str = "ada") -> httpx.Client:
         c = self.client()

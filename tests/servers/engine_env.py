@@ -26,6 +26,7 @@ from engine.services.tasks import Tasks
 from engine.settings import MailboxConfig, SmtpConfig
 from engine.store.store import Store
 from engine.testing import FakeSender, FakeSentFolder, FrozenClock
+from tests.servers.cleanup import close_after_test
 
 SECRET = "test-secret-key"
 TEMPLATES = {
@@ -110,6 +111,7 @@ def make_env(tmp_path: Path, sequences: list[Sequence] | None = None, *,
     for name, text in {**TEMPLATES, **(templates or {})}.items():
         (tdir / name).write_text(text)
     store = Store(url or f"sqlite:///{tmp_path / 'nurture.db'}")
+    close_after_test(store.close)
     store.db.upgrade()
     seqs = sequences or [sequence()]
     catalog = Catalog(sequences={s.name: s for s in seqs}, templates_dir=tdir)

@@ -19,6 +19,7 @@ from engine.app import App
 from engine.settings import MailboxConfig, RepConfig, Settings, SmtpConfig
 from engine.web.server import create_app
 from engine.web.state import Runtime
+from tests.servers.cleanup import close_after_test
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-api-token-0123456789"
@@ -49,6 +50,7 @@ def web_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, url: str | 
 
 def make_app(settings: Settings) -> App:
     app = App(settings)
+    close_after_test(app.close)
     app.store.db.upgrade()
     return app
 
