@@ -60,7 +60,8 @@ class Dispatcher:
 
     async def _stop_sending_on(self, stop: asyncio.Event) -> None:
         """The moment a stop is asked for, even mid-pass: no touch is begun after it (the
-        pass hands its unstarted claims back), so shutdown takes one SMTP transaction."""
+        pass hands its unstarted claims back), so shutdown sends only what was begun
+        (send_due.in_flight: a few SMTP transactions per connection)."""
         await stop.wait()
         self.send.stopping = True
 

@@ -230,6 +230,17 @@ Outcome = Delivered | Retry | Failed
 
 
 @dataclass(frozen=True)
+class Finished:
+    """A touch's SMTP outcome to record, with the enrollment's advance (None: none computed)
+    and `halt`: why the enrollment cannot go on though the touch left ('' if it can)."""
+
+    claim: Claim
+    outcome: Outcome
+    advance: Advance | None
+    halt: str = ""
+
+
+@dataclass(frozen=True)
 class Begun:
     """What the begin-send transaction did: a decision taken, or why nothing happens."""
 

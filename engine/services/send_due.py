@@ -24,6 +24,7 @@ from engine.domain.touch import (
     MAX_ATTEMPTS,
     MAX_DEFERRALS,
     Advance,
+    Begun,
     Claim,
     Decision,
     Defer,
@@ -31,6 +32,7 @@ from engine.domain.touch import (
     DueEnrollment,
     Fail,
     Failed,
+    Finished,
     NoStep,
     Outcome,
     Retry,
@@ -49,6 +51,7 @@ from engine.errors import (
     SendError,
     TransientSendError,
 )
+from engine.services.batching import Batched
 from engine.services.messages import MessageMaker
 from engine.services.planning import Planning
 from engine.services.ports import Catalog, Clock, MailboxStore, QueueStore, Sender, SentCopy
@@ -61,6 +64,7 @@ UNMAKEABLE = (ArithmeticError, ValueError, TypeError, LookupError, AttributeErro
               RecursionError, MemoryError, RenderError, ScheduleError)
 FINISH_TRIES = 5  # a delivered touch must be recorded: retry the commit before giving up
 ON_FINISH_RETRY = timedelta(minutes=15)  # look again for an on_finish target not loaded
+SEND_AHEAD = 4  # touches begun per SMTP connection, ahead of it (see in_flight)
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,9 @@ class SendDue:
         self.stopping = False
         self._paused: dict[str, datetime] = {}
         self._leftovers: list[Callable[[], object]] = []
+        # Touches that reach begin (or finish) together share one transaction and commit.
+        self._begin = Batched(self._begin_batch)
+        self._record = Batched(self._finish_batch)
 
     # --- one pass ------------------------------------------------------------------------
 
@@ -190,9 +197,10 @@ class SendDue:
         return NoStep(reason, advance.follow_on)
 
     async def _run_claims(self, mailbox: str, claims: list[Claim], report: PassReport) -> None:
-        # At most `connections` touches of a mailbox are `sending` at once: a crash leaves
-        # no more than that many in doubt.
-        slots = asyncio.Semaphore(max(self.mailboxes[mailbox].smtp.connections, 1))
+        # At most in_flight(connections) touches of a mailbox are `sending` at once: a crash
+        # leaves no more than that many in doubt. Those beyond the connections wait for one,
+        # already begun, so the next batch's render and commit overlap the relay's work.
+        slots = asyncio.Semaphore(in_flight(self.mailboxes[mailbox].smtp.connections))
         unstarted: list[Claim] = []
         await asyncio.gather(*(self._guarded(claim, slots, report, unstarted)
                                for claim in claims))
@@ -230,11 +238,7 @@ class SendDue:
 
     async def _process(self, claim: Claim, report: PassReport) -> None:
         seq = self.catalog.sequences.get(claim.sequence)
-        now = self.clock.now()
-        begun = await asyncio.to_thread(
-            self.queue.begin_send, claim, self.settings.worker, now, self.settings.lease,
-            partial(self._decide, seq, now),
-        )
+        begun = await self._begin(claim)
         if begun.decision is None or begun.context is None:
             report.tally("blocked")
             log.info("touch_blocked", **_ids(claim), reason=begun.blocked)
@@ -258,6 +262,14 @@ class SendDue:
         self._log_outcome(claim, outcome, recorded, report)
         if recorded and isinstance(outcome, Delivered):
             await self._copy_to_sent(claim, decision.raw)
+
+    def _begin_batch(self, claims: list[Claim]) -> list[Begun | Exception]:
+        now = self.clock.now()
+        return self.queue.begin_sends(claims, self.settings.worker, now, self.settings.lease,
+                                      partial(self._decide_at, now))
+
+    def _decide_at(self, now: datetime, ctx: SendContext) -> Decision:
+        return self._decide(self.catalog.sequences.get(ctx.claim.sequence), now, ctx)
 
     def _decide(self, seq: Sequence | None, now: datetime, ctx: SendContext) -> Decision:
         """Inside the begin-send transaction: what to do with this touch (no I/O here)."""
@@ -307,19 +319,23 @@ class SendDue:
 
     async def _finish(self, claim: Claim, outcome: Outcome, advance: Advance | None,
                       halt: str = "") -> bool:
-        record = partial(self.queue.finish, claim, outcome, advance, self.clock.now(), halt)
+        done = Finished(claim, outcome, advance, halt)
         for attempt in range(FINISH_TRIES):
             try:
-                return await asyncio.to_thread(record)
+                return await self._record(done)
             except Exception:
                 if attempt == FINISH_TRIES - 1:
                     # Still `sending` (our lease kept by the heartbeat): recorded by a later
                     # pass once the database answers; in doubt only if we stop first.
-                    self._later(record)
+                    self._later(partial(self.queue.finish, claim, outcome, advance,
+                                        self.clock.now(), halt))
                     raise
                 log.warning("touch_finish_retry", **_ids(claim), exc_info=True)
                 await asyncio.sleep(0.2 * 2**attempt)
         return False
+
+    def _finish_batch(self, done: list[Finished]) -> list[bool | Exception]:
+        return self.queue.finishes(done, self.clock.now())
 
     def _later(self, write: Callable[[], object]) -> None:
         self._leftovers.append(write)
@@ -358,6 +374,12 @@ class SendDue:
             report.tally("failed")
             log.warning("touch_failed", **_ids(claim), code=outcome.code, error=outcome.error,
                         bounce=outcome.bounce)
+
+
+def in_flight(connections: int) -> int:
+    """How many touches of a mailbox may be `sending` at once (begun, not yet recorded):
+    SEND_AHEAD per SMTP connection. A crash leaves at most this many in doubt."""
+    return SEND_AHEAD * max(connections, 1)
 
 
 def _ids(claim: Claim) -> dict[str, object]:

@@ -10,11 +10,11 @@ docs/send-state-machine.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ARRAY,
@@ -45,6 +45,7 @@ from engine.domain.touch import (
     Delivered,
     DueEnrollment,
     Fail,
+    Finished,
     NoStep,
     OpenTask,
     Outcome,
@@ -313,23 +314,55 @@ class QueueStore:
         A SendEmail decision leaves the touch `sending` with its bytes stored: only then may
         the caller open the SMTP transaction.
         """
+        return _raised(self.begin_sends([claim], worker, now, lease, decide)[0])
+
+    def begin_sends(
+        self, claims: Sequence[Claim], worker: str, now: datetime, lease: timedelta,
+        decide: Decider,
+    ) -> list[Begun | Exception]:
+        """begin_send for several touches in one transaction (one durable commit); a
+        touch's error is its result alone (see _each_in_one). Nothing of the batch may reach
+        SMTP before this returns (the commit)."""
+        return self._each_in_one(claims, partial(self._begin_in, worker=worker, now=now,
+                                                 lease=lease, decide=decide))
+
+    def _each_in_one(self, items: Sequence[Any], work: Callable[[Connection, Any], R],
+                     ) -> list[R | Exception]:
+        """`work(conn, item)` for each item, in one transaction on SQLite. If one raises,
+        the lot is undone and done again with each item in a savepoint of its own: its error
+        is its result and undoes its writes alone (a savepoint per item costs two statements,
+        and errors are rare). On PostgreSQL one transaction per item, as ever: a transaction
+        holding several touches' row locks would deadlock with the heartbeat's lease update
+        (which locks all of a worker's touches, in its own order) and with inbound mail;
+        PostgreSQL scales with more workers instead."""
+        if self.db.is_postgres or len(items) == 1:
+            return [_alone(self.db, work, item) for item in items]
+        try:
+            with self.db.write() as conn:
+                return [work(conn, item) for item in items]
+        except Exception:  # noqa: BLE001 - again, one savepoint each
+            pass
         with self.db.write() as conn:
-            t = conn.execute(self._begin_stmt, {"tid": claim.touch_id}).first()
-            if t is None or (t.state, t.fence, t.claimed_by) != (
-                TouchState.claimed.value, claim.fence, worker
-            ):
-                return Begun(None, None, "claim lost")
-            blocked = self._blocked(conn, t, now)
-            if blocked:
-                return Begun(None, None, blocked)
-            ctx = SendContext(
-                claim, _lead_of(t), t.e_enrolled_at,
-                lambda: _previous_email(conn, t.enrollment_id, t.id),
-                bytes(t.raw), t.subject, t.body_text, t.in_reply_to, t.references,
-            )
-            decision = decide(ctx)
-            self._apply(conn, t, decision, now, lease)
-            return Begun(ctx, decision)
+            return [_each(conn, partial(work, conn, item)) for item in items]
+
+    def _begin_in(self, conn: Connection, claim: Claim, worker: str, now: datetime,
+                  lease: timedelta, decide: Decider) -> Begun:
+        t = conn.execute(self._begin_stmt, {"tid": claim.touch_id}).first()
+        if t is None or (t.state, t.fence, t.claimed_by) != (
+            TouchState.claimed.value, claim.fence, worker
+        ):
+            return Begun(None, None, "claim lost")
+        blocked = self._blocked(conn, t, now)
+        if blocked:
+            return Begun(None, None, blocked)
+        ctx = SendContext(
+            claim, _lead_of(t), t.e_enrolled_at,
+            lambda: _previous_email(conn, t.enrollment_id, t.id),
+            bytes(t.raw), t.subject, t.body_text, t.in_reply_to, t.references,
+        )
+        decision = decide(ctx)
+        self._apply(conn, t, decision, now, lease)
+        return Begun(ctx, decision)
 
     def _blocked(self, conn: Connection, t: Any, now: datetime) -> str:
         """Why this touch must not go out now ('' when it may); records what follows."""
@@ -392,17 +425,24 @@ class QueueStore:
         keeps an operator from sending it twice. `halt`: the enrollment cannot go on (its next
         step's time cannot be computed): stopped with that reason, the touch still sent.
         """
-        with self.db.write() as conn:
-            t = conn.execute(self._touch_stmt, {"tid": claim.touch_id}).first()
-            if t is None or t.fence != claim.fence or not (
-                t.state == TouchState.sending.value
-                or (isinstance(outcome, Delivered) and _reaped(t))
-            ):
-                return False
-            if halt:
-                stop(conn, t.enrollment_id, t.lead_id, "schedule_error", now, halt)
-            record_outcome(conn, t, outcome, None if halt else advance, now)
-            return True
+        return _raised(self.finishes([Finished(claim, outcome, advance, halt)], now)[0])
+
+    def finishes(self, done: Sequence[Finished], now: datetime) -> list[bool | Exception]:
+        """finish for several touches in one transaction (one durable commit); a touch's
+        error is its result alone (see _each_in_one)."""
+        return self._each_in_one(done, partial(self._finish_in, now=now))
+
+    def _finish_in(self, conn: Connection, f: Finished, now: datetime) -> bool:
+        t = conn.execute(self._touch_stmt, {"tid": f.claim.touch_id}).first()
+        if t is None or t.fence != f.claim.fence or not (
+            t.state == TouchState.sending.value
+            or (isinstance(f.outcome, Delivered) and _reaped(t))
+        ):
+            return False
+        if f.halt:
+            stop(conn, t.enrollment_id, t.lead_id, "schedule_error", now, f.halt)
+        record_outcome(conn, t, f.outcome, None if f.halt else f.advance, now)
+        return True
 
     def give_back(self, claim: Claim, worker: str, now: datetime, retry_at: datetime | None,
                   reason: str) -> bool:
@@ -436,6 +476,33 @@ class QueueStore:
                 conn.execute(update(T).where(T.c.id.in_(mine)).values(
                     claimed_by="", lease_until=None, retry_at=now, fence=T.c.fence + 1))
             return len(mine)
+
+
+R = TypeVar("R")
+
+
+def _each(conn: Connection, work: Callable[[], R]) -> R | Exception:
+    """One touch's part of a batch, in a savepoint: its error is returned, its writes undone."""
+    try:
+        with conn.begin_nested():
+            return work()
+    except Exception as exc:  # noqa: BLE001 - that touch's result; the others go on
+        return exc
+
+
+def _alone(db: Database, work: Callable[[Connection, Any], R], item: Any) -> R | Exception:
+    """One item's work in a transaction of its own: its error is its result."""
+    try:
+        with db.write() as conn:
+            return work(conn, item)
+    except Exception as exc:  # noqa: BLE001 - that touch's result; the others go on
+        return exc
+
+
+def _raised(result: R | Exception) -> R:
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def _reaped(t: Any) -> bool:

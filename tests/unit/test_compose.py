@@ -4,8 +4,12 @@ identifiers stamped on it (Message-ID, unsubscribe token)."""
 from __future__ import annotations
 
 import base64
+import re
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 
 import pytest
 
@@ -19,6 +23,7 @@ from engine.domain.correlation import (
 from engine.domain.touch import Outbound
 from engine.domain.unsubscribe_token import _sign, make_token, read_token
 from engine.errors import ConfigError, HeaderInjection, InvalidToken, OutdatedToken
+from engine.mail import compose
 from engine.mail.compose import message_bytes
 
 AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -55,6 +60,60 @@ def test_the_envelope_headers_name_sender_recipient_and_our_message_id() -> None
     assert msg["Message-ID"] == "<nurture.1.0.0.ab@acme.test>"
     assert msg["Date"] == "Mon, 02 Mar 2026 09:00:00 +0000"
     assert msg["X-Nurture-Touch"] == "7"
+
+
+def stdlib_bytes(out: Outbound, boundary: str) -> bytes:
+    """The message as the email package writes it (what message_bytes used until it wrote
+    the bytes itself): the oracle for its byte-for-byte equivalence."""
+    def text_part(text: str, subtype: str) -> MIMEText:
+        body = text if text.endswith("\n") else text + "\n"
+        if body.isascii() and max(map(len, body.splitlines() or [""])) <= 900:
+            return MIMEText(body, subtype, "us-ascii")
+        return MIMEText(body, subtype, compose._UTF8_QP)  # type: ignore[arg-type]
+
+    msg: Message = MIMEMultipart("alternative") if out.html else text_part(out.text, "plain")
+    for name, value in compose._headers(out):
+        msg[name] = value
+    if out.html:
+        msg.attach(text_part(out.text, "plain"))
+        msg.attach(text_part(out.html, "html"))
+        msg.set_boundary(boundary)
+    return msg.as_bytes(policy=compose.POLICY)
+
+
+@pytest.mark.parametrize("over", [
+    {},
+    {"html": ""},
+    {"html": "", "text": "Zoë says hi\r\nbare CR\rend", "subject": "Café — démo"},
+    {"to_name": "Zoë Ångström", "from_name": "Sälès, Team", "subject": "Café — demo " * 30},
+    {"subject": "plain words " * 120, "reply_to": "reply@acme.test"},
+    {"text": "x" * 1200 + "\n" + "=" * 20 + " ünï\tcode 🙂\n\n.\nFrom me\n",
+     "html": "<p>" + "y" * 950},
+    {"text": "", "html": "<p>===============1234567890123456789==</p>\n\n\n"},
+    {"unsubscribe_url": "https://n.test/u/" + "T" * 990, "in_reply_to": "<b@acme.test>",
+     "references": "<a@acme.test> <b@acme.test>"},
+    {"headers": {"X-Nurture-Lead": "9", "subject": "replaced", "X-Long": "v " * 600}},
+    {"unsubscribe_url": "", "unsubscribe_mailto": "", "text": "trailing space \nline  \n"},
+])
+def test_the_bytes_are_those_the_email_package_writes(over: dict[str, object]) -> None:
+    """message_bytes writes the message itself (cheaper); byte for byte what MIMEMultipart
+    and MIMEText under the same policy write, for plain, non-ASCII, long and odd input."""
+    out = outbound(**over)
+    raw = message_bytes(out)
+    found = re.search(rb'boundary="([^"]+)"', raw)
+    assert bool(found) == bool(out.html)
+    assert raw == stdlib_bytes(out, found.group(1).decode() if found else "")
+
+
+def test_the_boundary_is_never_in_a_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A body holding a would-be boundary gets another one."""
+    tokens = iter([1, 2])
+    monkeypatch.setattr(compose.random, "randrange", lambda _n: next(tokens))
+    taken = "=" * 15 + f"{1:019d}" + "=="
+    raw = message_bytes(outbound(html=f"<p>{taken}</p>"))
+    assert f'boundary="{"=" * 15}{2:019d}=="'.encode() in raw
+    assert f'boundary="{taken}"'.encode() not in raw
+    assert parse(raw).get_body(("html",)).get_content().strip() == f"<p>{taken}</p>"
 
 
 def test_list_unsubscribe_is_one_line_with_one_click_post() -> None:

@@ -123,34 +123,35 @@ def test_a_skipped_step_whose_next_time_overflows_fails_that_touch(tmp_path: Pat
     assert env.store.reports.enrollments()[0]["stop_reason"] == "touch_failed"
 
 
-class BrokenOnce:
-    """The real queue, except begin_send fails once for one touch (a database hiccup)."""
+def break_begin(monkeypatch: pytest.MonkeyPatch, queue: Any, touch_id: int) -> list[bool]:
+    """The real queue, except beginning one touch fails (a database hiccup) until healed:
+    set the returned flag's [0] to True."""
+    real, healed = queue._begin_in, [False]
 
-    def __init__(self, queue: Any, touch_id: int) -> None:
-        self.queue, self.touch_id, self.failed = queue, touch_id, False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.queue, name)
-
-    def begin_send(self, claim: Any, *args: Any) -> Any:
-        if claim.touch_id == self.touch_id and not self.failed:
-            self.failed = True
+    def begin_in(conn: Any, claim: Any, *args: Any, **kwargs: Any) -> Any:
+        if claim.touch_id == touch_id and not healed[0]:
             raise OperationalError("UPDATE touch", {}, Exception("database is locked"))
-        return self.queue.begin_send(claim, *args)
+        return real(conn, claim, *args, **kwargs)
+
+    monkeypatch.setattr(queue, "_begin_in", begin_in)
+    return healed
 
 
-def test_an_unexpected_error_is_logged_and_the_touch_retried_later(env: Env) -> None:
-    """An error that is not the touch's fault: touch_error, the pass goes on, the touch is
-    given back with a backoff (an attempt used) and sent by a later pass."""
+def test_an_unexpected_error_is_logged_and_the_touch_retried_later(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error that is not the touch's fault: touch_error, the pass goes on (the touch
+    begun in the same transaction goes out), the touch is given back with a backoff (an
+    attempt used) and sent by a later pass."""
     env.enroll("ada@example.com")
     env.enroll("bob@example.com")
-    env.send.queue = BrokenOnce(env.store.queue, touch_id=1)  # type: ignore[assignment]
+    healed = break_begin(monkeypatch, env.store.queue, touch_id=1)
     with capture_logs() as logs:
         counts = env.run_once()
     assert (counts["error"], counts["sent"]) == (1, 1)
     [error] = [e for e in logs if e["event"] == "touch_error"]
     assert error["touch_id"] == 1 and "database is locked" in error["reason"]
     assert touch_row(env, 1) == ("claimed", 0, 1)
+    healed[0] = True
     env.clock.advance(minutes=1)
     assert env.run_once()["sent"] == 1
     assert sorted(m.recipient for m in env.sender.sent) == ["ada@example.com",
