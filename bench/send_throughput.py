@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import re
 import statistics
 import sys
@@ -48,12 +49,16 @@ class Point:
     connections: int
     bare: list[float] = field(default_factory=list)  # msgs/s per repeat
     engine: list[float] = field(default_factory=list)
+    # CPU ms per message: the engine process during run_once, the sink during each run
+    engine_cpu: list[float] = field(default_factory=list)
+    sink_cpu: list[float] = field(default_factory=list)
 
     def row(self, n: int) -> str:
         bare, eng = statistics.median(self.bare), statistics.median(self.engine)
         each = ", ".join(f"{e / b:.2f}" for b, e in zip(self.bare, self.engine, strict=True))
         return (f"| {n} | {self.connections} | {bare:.0f} | {eng:.0f} | {eng / bare:.2f} | "
-                f"{each} |")
+                f"{each} | {statistics.median(self.engine_cpu):.2f} | "
+                f"{statistics.median(self.sink_cpu):.2f} |")
 
 
 # --- the engine ------------------------------------------------------------------------------
@@ -65,8 +70,9 @@ def _project(root: Path, url: str, port: int, connections: int) -> App:
     return app
 
 
-async def engine_run(url: str, port: int, n: int, connections: int) -> float:
-    """Seconds for `Daemon.run_once()` to send n due first touches."""
+async def engine_run(url: str, port: int, n: int, connections: int) -> tuple[float, float]:
+    """Seconds for `Daemon.run_once()` to send n due first touches, and the CPU seconds
+    this process spent meanwhile (every thread)."""
     with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp:
         app = _project(Path(tmp), url, port, connections)
         rows = ((i, {"email": f"lead{i}@example.com", "first_name": f"L{i}"}) for i in range(n))
@@ -74,13 +80,19 @@ async def engine_run(url: str, port: int, n: int, connections: int) -> float:
         assert report.enrolled == n, report
         daemon = Daemon(app)
         with open("/dev/null", "w") as devnull, contextlib.redirect_stderr(devnull):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             totals = await daemon.run_once()
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         app.store.db.dispose()
     if totals.get("sent") != n:
         raise RuntimeError(f"the engine sent {dict(totals)} of {n}")
-    return elapsed
+    return elapsed, cpu
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the baseline ----------------------------------------------------------------------------
@@ -134,12 +146,21 @@ async def measure(n: int, connections: list[int], repeats: int) -> tuple[list[Po
             for _ in range(repeats):
                 for point in points:
                     point.bare.append(n / await bare_run(sink.port, messages, point.connections))
+                    assert sink.proc is not None
                     with database("sqlite") as url:
-                        seconds = await engine_run(url, sink.port, n, point.connections)
+                        sink_cpu = cpu_seconds(sink.proc.pid)
+                        seconds, cpu = await engine_run(url, sink.port, n, point.connections)
+                        sink_cpu = cpu_seconds(sink.proc.pid) - sink_cpu
                     point.engine.append(n / seconds)
+                    point.engine_cpu.append(1000 * cpu / n)
+                    point.sink_cpu.append(1000 * sink_cpu / n)
                     print(f"C={point.connections}: bare {point.bare[-1]:.0f}/s, engine "
                           f"{point.engine[-1]:.0f}/s", file=sys.stderr)
     return points, len(sample)
+
+
+COLUMNS = ("| messages | connections | bare aiosmtplib msgs/s | nurture msgs/s | ratio | "
+           "ratio per repeat | nurture CPU ms/msg | sink CPU ms/msg |\n" + "|---" * 8 + "|")
 
 
 def report(points: list[Point], n: int, repeats: int, size: int, started: str) -> str:
@@ -151,10 +172,11 @@ begin (render + compose + store the bytes), SMTP, finish (record + advance), JSO
 The baseline, in the same run against the same aiosmtpd sink process: a bare aiosmtplib loop
 sending the same number of messages (the engine's own bytes, {size} B each) over the same
 number of connections, reconnecting every {PER_CONNECTION} messages as the engine does.
-Medians of {repeats} alternating repeats. Target: ratio >= 0.7.
+Medians of {repeats} alternating repeats. Target: ratio >= 0.7. CPU ms/msg: the nurture
+process's CPU time (all threads) during its run and the sink process's during the same run,
+per message; they move much less with the machine's load than msgs/s do.
 
-| messages | connections | bare aiosmtplib msgs/s | nurture msgs/s | ratio | ratio per repeat |
-|---|---|---|---|---|---|
+{COLUMNS}
 {rows}
 """
 
