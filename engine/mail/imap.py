@@ -290,7 +290,15 @@ class MailboxWatcher:
 
     def _catch_up(self, client: IMAPClient, folder: str) -> None:
         state = imap.examine(client, folder)
+        announced = imap.Announcements(client, state)
         self._heard()
+        self._read_new(client, folder, state)
+        # Mail that lands meanwhile is announced once, in the response to a SEARCH or FETCH
+        # whose result lacks it; IDLE or the next poll would find it only minutes later.
+        while announced.new_mail() and not self.stop.is_set():
+            self._read_new(client, folder, state)
+
+    def _read_new(self, client: IMAPClient, folder: str, state: imap.FolderState) -> None:
         cursor = self.cursors.load(self.mailbox, folder)
         if cursor is not None and cursor[0] == state.uidvalidity:
             self._show(folder, cursor[1])

@@ -33,6 +33,32 @@ class FolderState:
 
     uidvalidity: int
     uidnext: int | None
+    exists: int  # the message count
+
+
+class Announcements:
+    """Has the server announced new mail in its answers to our commands since EXAMINE?
+
+    A server tells of mail that arrived during a command at the end of that command's
+    response (`* n EXISTS`), and only once: Dovecot does it in the very UID SEARCH whose result
+    lacks the message, and IDLE never repeats it. imaplib files these lines in
+    untagged_responses, which `new_mail()` reads and clears.
+    """
+
+    def __init__(self, client: IMAPClient, state: FolderState) -> None:
+        self._responses = client._imap.untagged_responses  # imapclient does not expose them
+        self._count = state.exists  # a lower bound of the folder's message count
+        self.new_mail()  # what EXAMINE itself said is in `state`
+
+    def new_mail(self) -> bool:
+        """True when the folder may hold mail we have not searched for yet."""
+        counts = [int(n) for n in self._responses.pop("EXISTS", [])]
+        expunged = len(self._responses.pop("EXPUNGE", []))
+        # imaplib keeps no order between EXISTS and EXPUNGE lines: assume the expunges came
+        # first to tell news (never misses one), and last for the count from now on.
+        news = any(n > self._count - expunged for n in counts)
+        self._count = (counts[-1] if counts else self._count) - expunged
+        return news
 
 
 @dataclass(frozen=True)
@@ -105,7 +131,8 @@ def examine(client: IMAPClient, folder: str) -> FolderState:
     except IMAPClientError as exc:
         raise MailboxError(f"cannot open the folder {folder!r}: {_text(exc)}") from exc
     uidnext = info.get(b"UIDNEXT")
-    return FolderState(int(info[b"UIDVALIDITY"]), int(uidnext) if uidnext else None)
+    return FolderState(int(info[b"UIDVALIDITY"]), int(uidnext) if uidnext else None,
+                       int(info.get(b"EXISTS", 0)))
 
 
 def highest_uid(client: IMAPClient, state: FolderState) -> int:
