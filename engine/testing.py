@@ -296,10 +296,12 @@ class FakeInboundTx:
                 if h["lead_id"] == lead_id and h["state"] in ("open", "claimed")]
         return max(live) if live else None
 
-    def create_handoff(self, lead_id: int, inbound_id: int, sequence: str, rep: str) -> int:
+    def create_handoff(self, lead_id: int, inbound_id: int, sequence: str, rep: str,
+                       note: str = "") -> int:
         i = len(self.d.handoffs) + 1
         self.d.handoffs[i] = {"lead_id": lead_id, "inbound_id": inbound_id,
-                              "sequence": sequence, "rep": rep, "state": "open"}
+                              "sequence": sequence, "rep": rep, "state": "open",
+                              "note": note}
         return i
 
     def next_round_robin(self) -> int:

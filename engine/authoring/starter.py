@@ -9,6 +9,13 @@ from engine.errors import ConfigError
 CONFIG = """\
 # nurture configuration. Environment variables NURTURE_<SETTING> override these values.
 # Secrets never live here: each password is read from the environment variable named below.
+#
+# To send the welcome sequence to a test inbox from this directory:
+#   python -m aiosmtpd -n -l 127.0.0.1:1025 &       # a local SMTP server that prints mail
+#   export NURTURE_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')
+#   nurture db upgrade
+#   nurture enroll welcome --email ada@example.com --set first_name=Ada
+#   nurture run --once                               # sends what is due, then exits
 database_url: sqlite:///nurture.db
 sequences_dir: sequences
 templates_dir: templates
@@ -27,12 +34,20 @@ mailboxes:
       host: 127.0.0.1
       port: 1025
       tls: none
-    imap:                          # the inbox watched for replies
-      host: 127.0.0.1
-      port: 1143
-      tls: none
-      username: sales@example.com
-      password_env: NURTURE_SALES_IMAP_PASSWORD
+    # The inbox watched for replies: with it, a lead who answers leaves the sequence and goes
+    # to a rep. Uncomment it once you have an IMAP server for this mailbox; while it is set,
+    # `nurture run --once` reads new replies first and sends nothing if it cannot.
+    # imap:
+    #   host: imap.example.com
+    #   port: 993
+    #   tls: tls
+    #   username: sales@example.com
+    #   password_env: NURTURE_SALES_IMAP_PASSWORD
+
+reps:                              # who a reply is handed to (a sequence's `owner:`)
+  - name: sam
+    email: sam@example.com         # told of each handoff by email
+    password_env: NURTURE_SAM_PASSWORD   # signs in to the rep pages (/reps/)
 """
 
 SEQUENCE = """\
@@ -41,7 +56,7 @@ SEQUENCE = """\
 name: welcome
 description: New sign-ups and contact-form leads
 mailbox: sales
-owner: round-robin
+owner: round-robin                 # replies go to the reps in turn (nurture.yaml, reps:)
 timezone: lead                     # each lead's own time zone, else default_timezone
 send_window: {days: mon-fri, hours: "09:00-17:00"}
 

@@ -19,7 +19,7 @@ from engine.authoring.explain import explain
 from engine.authoring.templates import Renderer
 from engine.authoring.timing import check_timing
 from engine.authoring.yamlload import Document, load_document
-from engine.domain.sequence import NAME_RE, Sequence, Step, check_timezone
+from engine.domain.sequence import NAME_RE, OWNER_WORDS, Sequence, Step, check_timezone
 from engine.errors import Problem
 
 SUFFIXES = (".yaml", ".yml")
@@ -40,12 +40,21 @@ class Checked:
         name = data.get("name") if isinstance(data, dict) else None
         return name if isinstance(name, str) else None
 
+    @property
+    def on_finish(self) -> str | None:
+        """The sequence `on_finish.enroll` names, as written (None when absent or not text)."""
+        data = self.doc.data if self.doc else None
+        section = data.get("on_finish") if isinstance(data, dict) else None
+        target = section.get("enroll") if isinstance(section, dict) else None
+        return target if isinstance(target, str) else None
+
 
 def validate_paths(
-    paths: Iterable[Path | str], templates_dir: Path, mailboxes: Collection[str] | None = None
+    paths: Iterable[Path | str], templates_dir: Path, mailboxes: Collection[str] | None = None,
+    reps: Collection[str] | None = None,
 ) -> tuple[dict[str, Sequence], list[Problem]]:
     """Validate files (or directories of *.yaml): the good sequences by name, and every problem."""
-    checked, problems = check_files(paths, templates_dir, mailboxes)
+    checked, problems = check_files(paths, templates_dir, mailboxes, reps=reps)
     good = {c.sequence.name: c.sequence for c in checked if c.sequence and not c.problems}
     return good, all_problems(checked, problems)
 
@@ -58,12 +67,14 @@ def all_problems(checked: list[Checked], problems: list[Problem]) -> list[Proble
 def check_files(
     paths: Iterable[Path | str], templates_dir: Path, mailboxes: Collection[str] | None = None,
     default_timezone: str = "UTC", renderer: Renderer | None = None,
+    reps: Collection[str] | None = None,
 ) -> tuple[list[Checked], list[Problem]]:
     """Each file checked on its own, then together; also problems with the paths themselves.
-    `renderer` (over templates_dir) is the one to check with, e.g. a frozen one to keep."""
+    `renderer` (over templates_dir) is the one to check with, e.g. a frozen one to keep.
+    `mailboxes` and `reps` are the configured names (None: not known, so not checked)."""
     files, problems = expand(paths)
     checker = TemplateChecker(renderer or Renderer(templates_dir), default_timezone)
-    checked = [_check_one(path, checker, mailboxes) for path in files]
+    checked = [_check_one(path, checker, mailboxes, reps) for path in files]
     _check_names(checked)
     _check_on_finish(checked, _sibling_names(files))
     for c in checked:
@@ -86,7 +97,8 @@ def expand(paths: Iterable[Path | str]) -> tuple[list[Path], list[Problem]]:
     return list(dict.fromkeys(files)), problems
 
 
-def _check_one(path: Path, checker: TemplateChecker, mailboxes: Collection[str] | None) -> Checked:
+def _check_one(path: Path, checker: TemplateChecker, mailboxes: Collection[str] | None,
+               reps: Collection[str] | None) -> Checked:
     doc, problems = load_document(path)
     if doc is None:
         return Checked(path, None, None, problems)
@@ -97,6 +109,9 @@ def _check_one(path: Path, checker: TemplateChecker, mailboxes: Collection[str] 
         return Checked(path, doc, None, problems)
     # Top-level `x-...` keys hold YAML anchors to reuse (`<<: *common`), as in Compose files.
     data = {k: v for k, v in doc.data.items() if not str(k).startswith("x-")}
+    # Names checked against the config read the raw values, so a schema error elsewhere in
+    # the file does not hide them (every problem in one run).
+    problems += _check_mailbox(data, doc, mailboxes) + _check_owner(data, doc, reps)
     try:
         seq = Sequence.model_validate(data)
     except ValidationError as exc:
@@ -104,7 +119,6 @@ def _check_one(path: Path, checker: TemplateChecker, mailboxes: Collection[str] 
             data, doc, checker))
     problems += checker.check(seq, doc)
     problems += check_timing(seq, doc, checker.default_timezone)
-    problems += _check_mailbox(seq, doc, mailboxes)
     return Checked(path, doc, seq, problems)
 
 
@@ -141,19 +155,42 @@ def _stand_in(data: dict[str, Any], steps: list[Step]) -> Sequence:
 
 
 def _check_mailbox(
-    seq: Sequence, doc: Document, mailboxes: Collection[str] | None
+    data: dict[str, Any], doc: Document, mailboxes: Collection[str] | None
 ) -> list[Problem]:
-    if mailboxes is None or seq.mailbox in mailboxes:
-        return []
+    mailbox = data.get("mailbox", "default")
+    if mailboxes is None or not isinstance(mailbox, str) or mailbox in mailboxes:
+        return []  # a mailbox that is not text is the schema's to report
     known = ", ".join(sorted(mailboxes)) or "none"
-    if "mailbox" not in doc.data:
+    if "mailbox" not in data:
+        if difflib.get_close_matches("mailbox", [str(k) for k in data], n=1):
+            return []  # a misspelt `mailbox:` key, which the schema reports
         return [doc.problem((), f"no 'mailbox' given, and there is no mailbox named 'default'; "
                                 f"add e.g. 'mailbox: {next(iter(sorted(mailboxes)), 'sales')}' "
                                 f"(configured: {known})")]
-    close = difflib.get_close_matches(seq.mailbox, list(mailboxes), n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    return [doc.problem(("mailbox",), f"mailbox '{seq.mailbox}' is not configured; {hint}"
+    return [doc.problem(("mailbox",), f"mailbox '{mailbox}' is not configured; "
+                                      f"{_did_you_mean(mailbox, mailboxes)}"
                                       f"configured mailboxes: {known} (nurture.yaml, mailboxes:)")]
+
+
+def _check_owner(
+    data: dict[str, Any], doc: Document, reps: Collection[str] | None
+) -> list[Problem]:
+    """`owner:` is a configured rep, `lead` or `round-robin`: a typo would hand replies to
+    a rep who does not exist."""
+    owner = data.get("owner", "round-robin")
+    if reps is None or not isinstance(owner, str) or owner in (*OWNER_WORDS, *reps):
+        return []
+    known = ", ".join(sorted(reps)) or "none"
+    return [doc.problem(("owner",), f"owner '{owner}' is not a configured rep; "
+                                    f"{_did_you_mean(owner, [*reps, *OWNER_WORDS])}"
+                                    f"the owner is a rep's name, 'lead' (the lead's owner) or "
+                                    f"'round-robin' (configured reps: {known}; nurture.yaml, "
+                                    "reps:)")]
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
 
 
 def _check_names(checked: list[Checked]) -> None:
@@ -171,24 +208,24 @@ def _check_names(checked: list[Checked]) -> None:
 
 
 def _check_on_finish(checked: list[Checked], elsewhere: set[str]) -> None:
-    """`on_finish.enroll` names an existing sequence, and never leads back in a loop."""
+    """`on_finish.enroll` names an existing sequence, and never leads back in a loop.
+    Read from the raw file, so a schema error elsewhere in it does not hide this check."""
     names = {c.name for c in checked if c.name} | elsewhere
-    targets = {c.sequence.name: c.sequence.on_finish.enroll for c in checked
-               if c.sequence and c.sequence.on_finish}
+    targets = {c.name: t for c in checked if c.name and (t := c.on_finish) is not None}
     for c in checked:
-        if c.sequence is None or c.sequence.on_finish is None or c.doc is None:
+        target, loc = c.on_finish, ("on_finish", "enroll")
+        if target is None or c.doc is None:
             continue
-        target, loc = c.sequence.on_finish.enroll, ("on_finish", "enroll")
         if target not in names:
             close = difflib.get_close_matches(target, sorted(names), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             c.problems.append(c.doc.problem(loc, f"on_finish enrolls in '{target}', but no "
                                                  f"sequence has that name{hint}"))
-        elif target == c.sequence.name:
+        elif target == c.name:
             c.problems.append(c.doc.problem(loc, "on_finish enrolls the lead in this same "
                                                  "sequence, so it would never end; enroll in "
                                                  "another sequence or remove on_finish"))
-        elif (loop := _loop(c.sequence.name, targets)) is not None:
+        elif c.name and (loop := _loop(c.name, targets)) is not None:
             c.problems.append(c.doc.problem(loc, f"on_finish makes a loop ({loop}): a lead "
                                                  "would never leave it; end one of them"))
 

@@ -78,9 +78,12 @@ def validate(
     """Check sequences and their templates; print every problem as file:line: message."""
     out, settings = _out(), _settings(config)
     mailboxes = set(settings.mailboxes) or None
+    # Owners are checked when there is a config (or NURTURE_REPS): with none, reps are unknown.
+    reps = ({r.name for r in settings.reps}
+            if settings.config_path is not None or settings.reps else None)
     checked, problems = check_files(paths or [settings.sequences_dir],
                                     templates or settings.templates_dir, mailboxes,
-                                    settings.default_timezone)
+                                    settings.default_timezone, reps=reps)
     problems = all_problems(checked, problems)
     for problem in problems:
         typer.echo(str(problem))
@@ -96,6 +99,10 @@ def validate(
         raise typer.Exit(1)
     note = "" if mailboxes else " (no mailboxes configured, so mailbox names were not checked)"
     out.print(f"[green]{ok}[/green]{note}")
+    if reps is not None and not reps:
+        out.print(f"[yellow]warning:[/yellow] {settings.config_path or 'settings'}: no reps "
+                  "configured; a reply is handed off unassigned until a rep claims it "
+                  "(nurture.yaml, reps:)")
     if settings.config_path is not None and not settings.postal_address:
         out.print(f"[yellow]warning:[/yellow] {settings.config_path}: postal_address is empty; "
                   "the law asks for it in every email's footer")

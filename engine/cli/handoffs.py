@@ -63,9 +63,14 @@ def handoffs(
     table = Table("id", "lead", "company", "sequence", "rep", "state", "replied")
     for h in rows:
         table.add_row(str(h.id), f"{h.name} <{h.email}>" if h.name else h.email, h.company,
-                      h.sequence or "-", h.rep or "-", _state(h), _ago(h.created_at))
-    _out().print(table if table.row_count else
-                 f"no {state + ' ' if state else ''}handoffs")
+                      h.sequence or "-", h.rep or "[yellow]unassigned[/yellow]", _state(h),
+                      _ago(h.created_at))
+    out = _out()
+    out.print(table if table.row_count else f"no {state + ' ' if state else ''}handoffs")
+    for h in rows:  # why a reply waits for nobody in particular (set when it was handed off)
+        if h.state == "open" and not h.rep and h.note:
+            out.print(f"[yellow]handoff {h.id}[/yellow]: {h.note}; any rep can claim it: "
+                      f"nurture handoff claim {h.id} --rep NAME")
 
 
 # --- one handoff ---------------------------------------------------------------------------

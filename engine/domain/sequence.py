@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from engine.errors import InvalidLead
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+OWNER_WORDS = ("lead", "round-robin")  # a sequence's owner: one of these or a rep's name
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 

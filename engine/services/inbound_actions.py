@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from engine.domain.inbound import Classification, InboundMail
 from engine.domain.lead import LeadRecord
 from engine.domain.schedule import add_after, next_open, wall_to_utc
-from engine.domain.sequence import Rules
+from engine.domain.sequence import OWNER_WORDS, Rules
 from engine.domain.sequence import Sequence as SequenceModel
 from engine.domain.states import EnrollmentState
 from engine.services.inbound_ports import (
@@ -92,19 +92,31 @@ class Act:
             self.done.handoff = HandoffEvent(existing, self.inbound_id, new=False)
             return
         sequence = self.found.sequence or (self.live[0].sequence if self.live else "")
-        rep = self.rep_for(self.svc.sequence(sequence))
-        hid = self.tx.create_handoff(self.lead.id, self.inbound_id, sequence, rep)
+        rep, unassigned = self.rep_for(self.svc.sequence(sequence))
+        hid = self.tx.create_handoff(self.lead.id, self.inbound_id, sequence, rep,
+                                     note=f"unassigned: {unassigned}" if unassigned else "")
+        if unassigned:  # still in the queue, open to any rep; said where the operator looks
+            self.tx.log("handoff_unassigned", self.lead.id, handoff_id=hid, reason=unassigned,
+                        inbound_id=self.inbound_id)
         self.done.handoff = HandoffEvent(hid, self.inbound_id, new=True)
 
-    def rep_for(self, seq: SequenceModel | None) -> str:
-        """The sequence's `owner`: a rep's name, `lead` (the lead's owner) or `round-robin`."""
+    def rep_for(self, seq: SequenceModel | None) -> tuple[str, str]:
+        """The rep from the sequence's `owner` (a rep's name, `lead`: the lead's owner, or
+        `round-robin`), or "" and why when no configured rep fits."""
         owner = seq.owner if seq is not None else "round-robin"
-        if owner == "lead" and self.lead.owner:
-            return self.lead.owner
-        if owner not in ("lead", "round-robin"):
-            return owner
         reps = self.svc.settings.reps
-        return reps[self.tx.next_round_robin() % len(reps)] if reps else ""
+        if owner == "lead" and self.lead.owner:
+            owner = self.lead.owner
+            who = f"the lead's owner '{owner}'"
+        elif owner in OWNER_WORDS:
+            if not reps:
+                return "", "no reps are configured (nurture.yaml, reps:)"
+            return reps[self.tx.next_round_robin() % len(reps)], ""
+        else:
+            who = f"owner '{owner}' of sequence '{seq.name if seq else ''}'"
+        if owner in reps:
+            return owner, ""
+        return "", f"{who} is not a configured rep (nurture.yaml, reps:)"
 
     def auto_reply(self, verdict: Classification) -> None:
         for e in self.live:

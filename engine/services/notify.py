@@ -95,6 +95,9 @@ class Notifier:
         if rep is None or not rep.email:
             if detail.handoff.rep:
                 done.errors.append(f"rep '{detail.handoff.rep}' has no email in the config")
+            elif event.new:  # nobody to email: the operator's log says why (handoffs lists it)
+                log.warning("handoff_unassigned", handoff_id=detail.handoff.id,
+                            reason=detail.handoff.note)
             return
         name = self._mailbox(detail)
         if name is None:

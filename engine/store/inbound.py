@@ -330,10 +330,11 @@ class InboundTx:
             H.c.lead_id == lead_id, H.c.state.in_(OPEN_HANDOFF)).order_by(H.c.id.desc())
             .limit(1)).scalar()
 
-    def create_handoff(self, lead_id: int, inbound_id: int, sequence: str, rep: str) -> int:
+    def create_handoff(self, lead_id: int, inbound_id: int, sequence: str, rep: str,
+                       note: str = "") -> int:
         hid = int(self.conn.execute(insert(H).returning(H.c.id).values(
             lead_id=lead_id, inbound_id=inbound_id, sequence=sequence, rep=rep,
-            state=HandoffState.open.value, outcome="", note="", created_at=self.now,
+            state=HandoffState.open.value, outcome="", note=note, created_at=self.now,
         )).scalar_one())
         self.log("handoff_created", lead_id, handoff_id=hid, rep=rep, sequence=sequence,
                  inbound_id=inbound_id)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from engine.cli.main import app
 from engine.errors import InvalidLead, NotFound
+from tests.servers.smtp_sink import SmtpSink
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BROKEN = ROOT / "tests" / "fixtures" / "broken"
@@ -39,6 +40,26 @@ def test_init_creates_a_project_that_validates(cli: CliRunner, tmp_path: Path) -
     result = cli.invoke(app, ["validate", "--config", str(tmp_path / "proj" / "nurture.yaml")])
     assert result.exit_code == 0, result.output
     assert "1 sequence OK" in result.output
+
+
+def test_the_starter_project_sends_as_its_comments_say(
+        cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands in the starter nurture.yaml (SMTP sink on the port it names, no IMAP
+    server) deliver the welcome email; it also configures a rep, so a reply has an owner."""
+    assert cli.invoke(app, ["init", "proj"]).exit_code == 0
+    config = tmp_path / "proj" / "nurture.yaml"
+    text = config.read_text()
+    assert "python -m aiosmtpd -n -l 127.0.0.1:1025" in text and "  - name: sam" in text
+    with SmtpSink() as sink:
+        config.write_text(text.replace("port: 1025", f"port: {sink.port}"))
+        monkeypatch.chdir(tmp_path / "proj")
+        monkeypatch.setenv("NURTURE_SECRET_KEY", "starter-secret")
+        for command in (["db", "upgrade"], ["enroll", "welcome", "--email", "ada@example.com",
+                                            "--set", "first_name=Ada"], ["run", "--once"]):
+            result = cli.invoke(app, command)
+            assert result.exit_code == 0, result.output
+        assert [m.rcpt for m in sink.received] == [("ada@example.com",)]
+        assert b"Subject: Welcome, Ada" in sink.received[0].raw
 
 
 def test_init_refuses_to_overwrite(tmp_path: Path) -> None:

@@ -255,6 +255,23 @@ CASES = [
         id='repeat-without-cron',
     ),
     pytest.param(
+        'schema-error-hides-nothing.yaml',  # a schema error does not hide the config checks
+        [
+            "schema-error-hides-nothing.yaml:2: mailbox 'nosuch' is not configured; "
+            "configured mailboxes: sales (nurture.yaml, mailboxes:)",
+            "schema-error-hides-nothing.yaml:3: owner 'zed' is not a configured rep; the "
+            "owner is a rep's name, 'lead' (the lead's owner) or 'round-robin' (configured "
+            "reps: sam; nurture.yaml, reps:)",
+            "schema-error-hides-nothing.yaml:4: on_finish enrolls in 'nowhere', but no "
+            "sequence has that name",
+            "schema-error-hides-nothing.yaml:9: two steps are named 'hello'; step names "
+            "must be unique",
+            "schema-error-hides-nothing.yaml:11: template 'god.md.j2' does not exist in "
+            "templates/; did you mean 'good.md.j2'?",
+        ],
+        id='schema-error-hides-nothing',
+    ),
+    pytest.param(
         'stage-variant-missing.yaml',  # a stage variant's missing template, at its own line
         [
             "stage-variant-missing.yaml:9: template 'decison.md.j2' does not exist in"
@@ -343,6 +360,15 @@ CASES = [
         id='unknown-on-finish',
     ),
     pytest.param(
+        'unknown-owner.yaml',  # an owner who is not a configured rep, with did-you-mean
+        [
+            "unknown-owner.yaml:3: owner 'sma' is not a configured rep; did you mean 'sam'? "
+            "the owner is a rep's name, 'lead' (the lead's owner) or 'round-robin' "
+            "(configured reps: sam; nurture.yaml, reps:)",
+        ],
+        id='unknown-owner',
+    ),
+    pytest.param(
         'unknown-timezone.yaml',  # a time zone that is not in the IANA database
         [
             "unknown-timezone.yaml:3: unknown time zone 'Europe/Atlantis'; use an "
@@ -391,7 +417,8 @@ def test_broken_file_reports_exact_problems(
     """A broken file gives exactly these `file:line: message` problems and no sequence."""
     monkeypatch.chdir(BROKEN)
     files = [*TOGETHER_WITH.get(name, []), name]
-    good, problems = validate_paths(files, Path("templates"), mailboxes=["sales"])
+    good, problems = validate_paths(files, Path("templates"), mailboxes=["sales"],
+                                   reps=["sam"])
     assert [str(p) for p in problems] == expected
     assert set(good) <= {"valid"}
 

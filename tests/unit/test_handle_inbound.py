@@ -204,7 +204,7 @@ def test_a_new_message_from_a_lead_counts_as_an_answer(store: FakeInboundStore,
 # --- who gets the lead -----------------------------------------------------------------------
 
 @pytest.mark.parametrize(("owner", "lead_owner", "rep"), [
-    ("carol", "", "carol"), ("lead", "dave", "dave"), ("lead", "", "alice"),
+    ("bob", "", "bob"), ("lead", "bob", "bob"), ("lead", "", "alice"),
 ])
 def test_the_rep_follows_the_sequence_owner(store: FakeInboundStore, owner: str,
                                             lead_owner: str, rep: str) -> None:
@@ -213,6 +213,27 @@ def test_the_rep_follows_the_sequence_owner(store: FakeInboundStore, owner: str,
     store.touch(store.enroll(lead, "welcome"), OURS)
     service(store, sequence(owner=owner))(RawMail(mail()))
     assert store.data.handoffs[1]["rep"] == rep
+
+
+@pytest.mark.parametrize(("owner", "lead_owner", "reps", "why"), [
+    ("zed", "", ("alice",), "owner 'zed' of sequence 'welcome' is not a configured rep"),
+    ("lead", "dave", ("alice",), "the lead's owner 'dave' is not a configured rep"),
+    ("round-robin", "", (), "no reps are configured"),
+])
+def test_a_handoff_no_rep_can_take_stays_open_unassigned_and_says_why(
+        store: FakeInboundStore, owner: str, lead_owner: str, reps: tuple[str, ...],
+        why: str) -> None:
+    """An owner who is not a configured rep, or no reps at all: the handoff is still made,
+    open to any rep, with the reason on it and in the log."""
+    lead = store.add_lead("ada@example.com", owner=lead_owner)
+    store.touch(store.enroll(lead, "welcome"), OURS)
+    told = Told()
+    service(store, sequence(owner=owner), reps=reps, told=told)(RawMail(mail()))
+    handoff = store.data.handoffs[1]
+    assert (handoff["rep"], handoff["state"]) == ("", "open")
+    assert handoff["note"] == f"unassigned: {why} (nurture.yaml, reps:)"
+    assert told == [HandoffEvent(1, 1, True)]  # the team's webhook still hears of it
+    assert "handoff_unassigned" in store.kinds()
 
 
 def test_round_robin_takes_turns(store: FakeInboundStore) -> None:

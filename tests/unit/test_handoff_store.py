@@ -26,6 +26,11 @@ def env(tmp_path: Path) -> Env:
 @pytest.fixture
 def handoff_id(env: Env) -> int:
     """Ada was sent the first touch and replied: handoff for alice."""
+    return replied(env, ("alice", "bob"))
+
+
+def replied(env: Env, reps: tuple[str, ...]) -> int:
+    """Ada is sent the first touch and replies; the handoff's id."""
     env.enroll("ada@example.com", first_name="Ada", company="Acme")
     env.run_once()
     msg = EmailMessage()
@@ -33,9 +38,18 @@ def handoff_id(env: Env) -> int:
     msg["Message-ID"], msg["In-Reply-To"] = "<r@example.com>", env.touches()[0].message_id
     msg.set_content("Call me tomorrow.\n\n-- \nAda\n")
     done = HandleInbound(env.store.inbound, env.catalog, env.clock, parse_inbound,
-                         InboundSettings("UTC", ("alice", "bob")))(RawMail(msg.as_bytes()))
+                         InboundSettings("UTC", reps))(RawMail(msg.as_bytes()))
     assert done.handoff is not None
     return done.handoff.handoff_id
+
+
+def test_with_no_reps_the_handoff_waits_unassigned_with_the_reason(env: Env) -> None:
+    """No reps configured: the handoff is open, for nobody, says why, and any rep can claim."""
+    hid = replied(env, ())
+    [h] = service(env).list("open")
+    assert (h.id, h.rep, h.note) == (hid, "", "unassigned: no reps are configured "
+                                               "(nurture.yaml, reps:)")
+    assert service(env).claim(hid, "alice").rep == "alice"
 
 
 def service(env: Env) -> Handoffs:
