@@ -17,17 +17,20 @@ from engine.errors import InvalidLead
 def lead_from_inputs(
     sequence_sample: Mapping[str, Any], lead_file: Path | None, sets: Iterable[str]
 ) -> dict[str, Any]:
-    """The lead to render for: a JSON file if given, else the sample lead; then each --set.
+    """The lead to render for: a JSON file and/or each --set, else the sequence's sample lead.
 
-    A real lead (from a file) starts with empty columns rather than the sample's values, so
-    a template that needs a field the lead lacks fails here as it would at send time.
+    A given lead starts with empty columns rather than the sample's values, as the daemon
+    sees it: no time zone means default_timezone, and a template that needs a field the lead
+    lacks fails here as it would at send time.
     """
-    if lead_file is not None:
-        lead = sample_lead({k: "" for k in LEAD_KEYS})
-        lead = _merge(lead, read_lead_file(lead_file))
-    else:
+    given = dict(parse_set(item) for item in sets)
+    if lead_file is None and not given:
         lead = sample_lead(sequence_sample)
-    lead = _merge(lead, dict(parse_set(item) for item in sets))
+    else:
+        lead = sample_lead({k: "" for k in LEAD_KEYS})
+        if lead_file is not None:
+            lead = _merge(lead, read_lead_file(lead_file))
+        lead = _merge(lead, given)
     check_lead_timezone(lead.get("timezone"))  # refused here exactly as `enroll` refuses it
     return lead
 
@@ -62,12 +65,13 @@ def read_lead_file(path: Path) -> dict[str, Any]:
 
 
 def parse_set(item: str) -> tuple[str, str]:
-    """`first_name=Ada` -> ("first_name", "Ada"); the value is text, as a web form sends it."""
+    """`first_name=Ada` -> ("first_name", "Ada"): every command's --set (enroll, preview,
+    simulate). The value is text, as a web form sends it, without surrounding spaces."""
     key, sep, value = item.partition("=")
     key = key.strip()
     if not sep or not key:
         raise InvalidLead(f"--set needs key=value (e.g. --set first_name=Ada), not '{item}'")
-    return key, value
+    return key, value.strip()
 
 
 def parse_moment(text: str, zone: ZoneInfo, now: datetime) -> datetime:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine.authoring.templates import RenderedEmail, Renderer
 from engine.domain.context import template_context
+from engine.domain.correlation import reply_subject
 from engine.domain.sequence import Sequence
 from engine.domain.timeline import Entry
 from engine.errors import RenderError
@@ -42,12 +43,24 @@ def render_entries(
     sender: Mapping[str, Any],
     unsubscribe_url: str,
 ) -> list[Touch]:
-    """Render every row but a reply's stop with the lead's stage at that moment."""
-    return [
-        Touch(e) if e.status == "stopped"
-        else _render(e, sequences[e.sequence], renderer, lead, sender, unsubscribe_url)
-        for e in entries
-    ]
+    """Render every row but a reply's stop with the lead's stage at that moment; a
+    `thread: previous` email carries the subject the sender gives it ("Re: <previous>")."""
+    touches, last_subject = [], {}  # per sequence (one enrollment each): the last email sent
+    for e in entries:
+        if e.status == "stopped":
+            touches.append(Touch(e))
+            continue
+        seq = sequences[e.sequence]
+        touch = _render(e, seq, renderer, lead, sender, unsubscribe_url)
+        email, step_email = touch.email, seq.steps[e.step_index].email
+        if email is not None and step_email is not None:
+            previous = last_subject.get(e.sequence)
+            if step_email.thread == "previous" and previous is not None:
+                touch = replace(touch, email=replace(email, subject=reply_subject(previous)))
+            if e.status == "scheduled":
+                last_subject[e.sequence] = touch.email.subject if touch.email else ""
+        touches.append(touch)
+    return touches
 
 
 def _render(entry: Entry, seq: Sequence, renderer: Renderer, lead: Mapping[str, Any],

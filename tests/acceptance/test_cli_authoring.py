@@ -163,6 +163,31 @@ def test_simulate_a_stage_change_switches_the_template(cli: CliRunner) -> None:
     assert "The business case for Analytical Engines Ltd" in after.output
 
 
+def test_simulate_a_given_lead_gets_what_the_daemon_gives_it(
+        cli: CliRunner, tmp_path: Path) -> None:
+    """--set without a time zone: the config's default_timezone (not the sample's London),
+    and none of the sample's fields (the call note has no name or company)."""
+    config = tmp_path / "nurture.yaml"
+    config.write_text(f"default_timezone: America/New_York\nsequences_dir: {ROOT / 'sequences'}"
+                      f"\ntemplates_dir: {ROOT / 'templates'}\n")
+    result = cli.invoke(app, ["simulate", "demo-request", "--set", "email=eve@example.com",
+                              "--start", "2026-03-06 16:30", "--limit", "3",
+                              "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "Fri 2026-03-06 16:30 EST" in result.output and "2026-03-06 21:30" in result.output
+    assert "Analytical" not in result.output and "Ada" not in result.output
+    assert "GMT" not in result.output
+
+
+def test_a_threaded_follow_up_shows_the_subject_it_is_sent_with(cli: CliRunner) -> None:
+    """`thread: previous`: preview and simulate show "Re: <the previous email's subject>"."""
+    preview = cli.invoke(app, ["preview", "demo-request", "follow-up", "--set",
+                               "first_name=Eve", *REPO])
+    assert "Subject: Re: Your demo request, Eve" in preview.output
+    simulated = cli.invoke(app, ["simulate", "demo-request", "--limit", "2", *REPO])
+    assert "Re: Your demo request, Ada" in simulated.output
+
+
 def test_simulate_with_a_bad_date_is_a_usage_error(cli: CliRunner) -> None:
     """An unreadable --start exits 2 with an example of what to write."""
     result = cli.invoke(app, ["simulate", "ripen", "--start", "tomorrow", *REPO])
