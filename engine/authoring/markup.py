@@ -68,8 +68,17 @@ def text_to_html(text: str) -> str:
     return _DOCUMENT.format(body=body)
 
 
+class _PlainText(html2text.HTML2Text):
+    r"""html2text writes Markdown, so it escapes what Markdown would misread (`\-`, `1\.`,
+    `\+`); a plain-text part is read by people, so the text goes through as written.
+    (html2text has no setting for this: its text is escaped unless it came from an entity.)"""
+
+    def handle_data(self, data: str, entity_char: bool = False) -> None:
+        super().handle_data(data, entity_char=True)
+
+
 def html_to_text(source: str) -> str:
-    converter = html2text.HTML2Text()
+    converter = _PlainText()
     converter.body_width = 0  # no hard wrapping: mail clients wrap, and links stay whole
     converter.ignore_images = True
     converter.ignore_emphasis = True

@@ -81,6 +81,16 @@ def test_html_template_is_escaped_and_gets_a_text_part(root: Path) -> None:
     assert out.text == "Hi A&B <Ltd>\n"
 
 
+def test_the_text_part_of_an_html_template_has_no_markdown_escapes(root: Path) -> None:
+    """html2text's Markdown escapes (\\-, 1\\., \\+) never reach the plain-text part."""
+    write(root, "a.html.j2", email("Hi", (
+        '<p>1. Pick a day</p><p>- or reply</p><p>+ one more</p><p>C:\\temp\\-x</p>'
+        '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a> - Example Inc.</p>')))
+    out = Renderer(root).render_email("a.html.j2", context())
+    assert out.text == ("1. Pick a day\n\n- or reply\n\n+ one more\n\nC:\\temp\\-x\n\n"
+                        "[Unsubscribe](https://nurture.example/u/tok_en) - Example Inc.\n")
+
+
 def test_text_template_gets_escaped_paragraphs_as_html(root: Path) -> None:
     """A .txt.j2 template's HTML part is its text, escaped, in paragraphs."""
     write(root, "a.txt.j2", email("Hi", "Hi {{ lead.company }},\nline two\n\nBye"))
