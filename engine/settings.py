@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Mapping
+from email.errors import HeaderParseError
+from email.headerregistry import Address as ParsedAddress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from engine.domain.sequence import check_timezone
@@ -21,13 +31,42 @@ from engine.errors import ConfigError
 CONFIG_FILE_NAMES = ("nurture.yaml", "nurture.yml")
 
 
+def _address(value: str) -> str:
+    """An address we send from or to, as RFC 5322 writes one (syntax only: test and local
+    domains are fine here); empty where the setting is optional."""
+    if not value:
+        return value
+    try:
+        parsed = ParsedAddress(addr_spec=value)
+        good = bool(parsed.username and parsed.domain) and value.isascii()
+    except (ValueError, IndexError, HeaderParseError):
+        good = False
+    if not good:
+        raise ValueError(f"'{value}' is not an email address; write it like sales@example.com "
+                         "(ASCII only: an internationalised domain in its xn-- form)")
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+
+
+def _port(value: int, lowest: int = 1) -> int:
+    if not lowest <= value <= 65535:
+        raise ValueError(f"{value} is not a port; a port is a number from {lowest} to 65535")
+    return value
+
+
+Port = Annotated[int, AfterValidator(_port)]
+ListenPort = Annotated[int, AfterValidator(lambda v: _port(v, lowest=0))]  # 0: any free port
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SmtpConfig(Section):
     host: str = "127.0.0.1"
-    port: int = 587
+    port: Port = 587
     tls: Literal["starttls", "tls", "none"] = "starttls"
     username: str = ""
     password_env: str = ""  # name of the environment variable holding the password
@@ -38,7 +77,7 @@ class SmtpConfig(Section):
 
 class ImapConfig(Section):
     host: str = "127.0.0.1"
-    port: int = 993
+    port: Port = 993
     tls: Literal["tls", "starttls", "none"] = "tls"
     username: str = ""
     password_env: str = ""
@@ -50,10 +89,10 @@ class ImapConfig(Section):
 
 
 class MailboxConfig(Section):
-    address: str
+    address: Address
     from_name: str = ""
     signature: str = ""
-    reply_to: str = ""
+    reply_to: Address = ""
     smtp: SmtpConfig = SmtpConfig()
     imap: ImapConfig | None = None
     daily_limit: int = 400
@@ -62,7 +101,7 @@ class MailboxConfig(Section):
 
 class RepConfig(Section):
     name: str
-    email: str
+    email: Address
     password_env: str = ""  # rep page sign-in; empty means the rep cannot sign in
     webhook: str = ""
 
@@ -79,10 +118,10 @@ class Settings(BaseSettings):
     default_timezone: str = "UTC"
     base_url: str = "http://127.0.0.1:8025"  # public URL of the HTTP server (unsubscribe links)
     http_host: str = "127.0.0.1"
-    http_port: int = 8025
+    http_port: ListenPort = 8025  # 0: any free port
     secret_key: str = ""  # signs unsubscribe links and rep sessions: set NURTURE_SECRET_KEY
     api_token: str = ""  # bearer token for the HTTP API: set NURTURE_API_TOKEN
-    unsubscribe_mailto: str = ""  # e.g. unsubscribe@example.com; default: the mailbox address
+    unsubscribe_mailto: Address = ""  # e.g. unsubscribe@example.com; default: the mailbox address
     postal_address: str = ""  # CAN-SPAM footer, available to templates as sender.postal_address
     notify_webhook: str = ""  # optional: JSON POST on every handoff (chat tools)
     mailboxes: dict[str, MailboxConfig] = Field(default_factory=dict)
@@ -195,5 +234,7 @@ def _explain(path: Path | None, exc: ValidationError, from_env: Collection[str] 
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown setting"
+        elif err["type"] == "value_error":
+            msg = str(err.get("ctx", {}).get("error", msg))  # our own message, no prefix
         lines.append(f"{where}: {loc}: {msg}")
     return "\n".join(lines)

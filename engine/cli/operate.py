@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from engine.app import App
+from engine.authoring.inputs import parse_set
 from engine.cli.common import ConfigOption, load_app, print_lead
 from engine.cli.leads_csv import open_leads_csv
 from engine.domain.states import EnrollmentState
@@ -87,7 +88,8 @@ def enroll(
 ) -> None:
     """Enroll one lead (merged into the lead with that address, if any)."""
     app = _app(config)
-    outcome = app.enroller().enroll(sequence, email, _pairs(values), source="cli")
+    fields = dict(parse_set(item) for item in values or [])  # as preview and simulate do
+    outcome = app.enroller().enroll(sequence, email, fields, source="cli")
     out = _out()
     if outcome.status == "already":
         out.print(f"{outcome.email} is already active in {sequence}: not enrolled twice "
@@ -95,17 +97,6 @@ def enroll(
         return
     out.print(f"enrolled {outcome.email} in {sequence} (enrollment {outcome.enrollment_id}); "
               f"first touch due {_when(outcome.due_at)}")
-
-
-def _pairs(values: list[str] | None) -> dict[str, str]:
-    pairs = {}
-    for item in values or []:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise typer.BadParameter(f"'{item}' is not KEY=VALUE (e.g. first_name=Ada)",
-                                     param_hint="--set")
-        pairs[key.strip()] = value.strip()
-    return pairs
 
 
 def import_leads(

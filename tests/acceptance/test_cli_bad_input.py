@@ -196,6 +196,38 @@ def test_a_bad_env_value_is_blamed_on_the_variable_not_the_file(
     assert "nurture.yaml" not in err
 
 
+@pytest.mark.parametrize("command", [["enroll", "welcome", "--email", "ada@example.com"],
+                                     ["preview", "welcome"], ["simulate", "welcome"]])
+def test_a_set_without_a_value_is_the_same_error_everywhere(
+        project: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    """`--set stage` (no `=`): exit 1 and one message, whichever command takes it."""
+    upgraded(capsys)
+    code, _, err = nurture(*command, "--set", "stage", capsys=capsys)
+    assert (code, err) == (1, "error: --set needs key=value (e.g. --set first_name=Ada), not "
+                              "'stage'\n")
+
+
+def test_a_mailbox_with_a_bad_address_or_port_is_refused_with_every_reason(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """address: notanemail, port: 99999, a rep's email with no @: validate exits 1 and names
+    each setting with why, one line each."""
+    config = project / "nurture.yaml"
+    text = config.read_text().replace("address: sales@example.com", "address: notanemail")
+    text = text.replace("port: 1025", "port: 99999")
+    config.write_text(text.replace("email: sam@example.com", "email: sam.example.com"))
+    code, _, err = nurture("validate", capsys=capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.splitlines() == [
+        "error: nurture.yaml: mailboxes.sales.address: 'notanemail' is not an email address; "
+        "write it like sales@example.com (ASCII only: an internationalised domain in its xn-- "
+        "form)",
+        "nurture.yaml: mailboxes.sales.smtp.port: 99999 is not a port; a port is a number "
+        "from 1 to 65535",
+        "nurture.yaml: reps.0.email: 'sam.example.com' is not an email address; write it like "
+        "sales@example.com (ASCII only: an internationalised domain in its xn-- form)",
+    ]
+
+
 # --- reports -------------------------------------------------------------------------------------
 
 def test_leads_with_an_unknown_state_lists_the_states(
