@@ -82,6 +82,24 @@ def test_validate_prints_every_problem_as_file_line_message(cli: CliRunner) -> N
     assert "2 problems in 2 of 2 files; 0 sequences OK" in result.output
 
 
+def test_validate_checks_owners_against_the_configs_reps(cli: CliRunner,
+                                                         tmp_path: Path) -> None:
+    """With a nurture.yaml, an owner who is not one of its reps is a problem; with no reps
+    at all, validate also warns that handoffs will wait unassigned."""
+    config = tmp_path / "nurture.yaml"
+    config.write_text("mailboxes:\n  sales: {address: sales@example.com}\n")
+    result = cli.invoke(app, ["validate", str(BROKEN / "unknown-owner.yaml"), "--templates",
+                              str(BROKEN / "templates"), "--config", str(config)])
+    assert result.exit_code == 1
+    assert "unknown-owner.yaml:3: owner 'sma' is not a configured rep; the owner is a rep's " \
+           "name, 'lead' (the lead's owner) or 'round-robin' (configured reps: none; " \
+           "nurture.yaml, reps:)" in result.output
+    valid = cli.invoke(app, ["validate", str(BROKEN / "_valid.yaml"), "--templates",
+                             str(BROKEN / "templates"), "--config", str(config)])
+    assert valid.exit_code == 0, valid.output
+    assert "no reps configured; a reply is handed off unassigned" in valid.output
+
+
 def test_validate_the_examples_passes(cli: CliRunner) -> None:
     """The repository's example sequences validate: exit 0."""
     result = cli.invoke(app, ["validate", str(ROOT / "sequences"), REPO[2], REPO[3]])
