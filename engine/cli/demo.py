@@ -176,7 +176,7 @@ async def _story(app: App, mail: Any, relay_port: int, passwords: dict[str, str]
     out.print(f"Rep queue:  {base}/reps/  (sign in as [bold]alice[/bold], password "
               f"[bold]{passwords[REP]}[/bold])")
     out.print(f"Stats:      {base}/stats")
-    out.print(f"CLI:        nurture --config {app.settings.config_path} handoffs")
+    out.print(f"CLI:        nurture handoffs --config {app.settings.config_path}")
 
 
 def _post(url: str, token: str, payload: dict[str, Any]) -> dict[str, Any]:

@@ -26,3 +26,13 @@ def test_the_demo_enrolls_sends_sees_the_reply_and_queues_the_lead(tmp_path: Pat
     assert "handed the lead to alice" in output
     assert "The rep was told by email: Ada (Analytical Engines Ltd) replied" in output
     assert (tmp_path / "demo" / "nurture.db").is_file()
+    # The closing hint is a command a newcomer copies: it must run and list the handoff.
+    hint = next(line for line in output.splitlines() if line.startswith("CLI:"))
+    argv = hint.split(":", 1)[1].split()
+    assert argv[0] == "nurture", hint
+    listed = subprocess.run(
+        [sys.executable, "-m", "engine.cli", *argv[1:]], capture_output=True, text=True,
+        timeout=60, env={**env, "COLUMNS": "200"}, check=False,
+    )
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert "alice" in listed.stdout, listed.stdout
