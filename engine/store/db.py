@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
@@ -76,17 +77,32 @@ class Database:
 
         if self.sqlite_path is not None:  # only creating the database makes its folder
             self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.engine.connect() as conn:
-            cfg = _alembic_config(conn)
-            command.upgrade(cfg, revision)
+        with self._connect() as conn:
+            try:
+                command.upgrade(_alembic_config(conn), revision)
+            except sa_exc.DBAPIError as exc:
+                raise DatabaseError(f"upgrading the database {self.safe_url} failed: "
+                                    f"{_one_line(exc)}") from exc
             conn.commit()
 
     def current_revision(self) -> str | None:
         """The schema revision the database is at (alembic's version table), None if empty."""
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             if not inspect(conn).has_table("alembic_version"):
                 return None
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        """A connection, or one clear DatabaseError if the database cannot be opened: server
+        down, wrong credentials, or (SQLite) a file that is not a database."""
+        try:
+            conn = self.engine.connect()
+        except sa_exc.DBAPIError as exc:
+            raise DatabaseError(f"cannot open the database {self.safe_url}: "
+                                f"{_one_line(exc)}") from exc
+        with conn:
+            yield conn
 
     @staticmethod
     def head_revision() -> str:
@@ -98,10 +114,7 @@ class Database:
         if self.sqlite_path is not None and not self.sqlite_path.is_file():
             # Connecting would create an empty file (and a read-only command must not).
             raise DatabaseError(f"no database at {self.sqlite_path}; run `nurture db upgrade`")
-        try:
-            current = self.current_revision()
-        except OperationalError as exc:
-            raise DatabaseError(f"cannot open the database {self.safe_url}: {exc.orig}") from exc
+        current = self.current_revision()
         if current != self.head_revision():
             raise DatabaseError(
                 f"the database {self.safe_url} is at schema {current or 'empty'}, "
@@ -117,6 +130,11 @@ class Database:
         if self._group is not None:
             self._group.close()
         self.engine.dispose()
+
+
+def _one_line(exc: sa_exc.DBAPIError) -> str:
+    """The driver's message on one line (libpq adds an indented hint line)."""
+    return " ".join(str(exc.orig).split())
 
 
 def _alembic_config(conn: Connection) -> Any:
@@ -175,4 +193,4 @@ def ping(db: Database) -> None:
         with db.read() as conn:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
-        raise DatabaseError(f"cannot reach the database {db.safe_url}: {exc.orig}") from exc
+        raise DatabaseError(f"cannot reach the database {db.safe_url}: {_one_line(exc)}") from exc

@@ -1,6 +1,7 @@
 """Bad input on the command line gives one clear message and an exit code, never a traceback:
 CSV files that are not UTF-8 or have odd headers, impossible dates and schedules, odd leads,
-environment variables of the wrong shape, a database that does not exist yet."""
+environment variables of the wrong shape, a database that does not exist yet, is not
+reachable or is not a database at all."""
 
 from __future__ import annotations
 
@@ -251,3 +252,50 @@ def test_read_only_commands_do_not_create_a_missing_database(
     assert code == 1
     assert f"error: no database at {missing}; run `nurture db upgrade`" in err
     assert not missing.parent.exists()
+
+
+DATABASE_COMMANDS = [["db", "upgrade"], ["enroll", "welcome", "--email", "a@example.com"],
+                     ["import", "welcome", "leads.csv"], ["run", "--once"], ["status"],
+                     ["leads"], ["lead", "a@example.com"], ["tasks"], ["tasks", "done", "1"],
+                     ["touches"], ["touches", "resend", "1"], ["handoffs"],
+                     ["handoff", "show", "1"], ["stats"]]
+
+
+@pytest.mark.parametrize("command", DATABASE_COMMANDS, ids=" ".join)
+def test_an_unreachable_postgresql_is_one_line_for_every_command(
+        project: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    """Nothing listens on port 1: one `error: cannot open the database` line, password
+    masked, exit 1, for `db upgrade` (the operator's first command) as for the rest."""
+    (project / "leads.csv").write_text("email\na@example.com\n")
+    monkeypatch.setenv("NURTURE_DATABASE_URL", "postgresql://ops:hunter2@127.0.0.1:1/nurture")
+    code, out, err = nurture(*command, capsys=capsys)
+    assert code == 1
+    assert err.startswith("error: cannot open the database "
+                          "postgresql+psycopg://ops:***@127.0.0.1:1/nurture: ")
+    assert err.count("\n") == 1 and "hunter2" not in out + err
+
+
+@pytest.mark.parametrize("command", DATABASE_COMMANDS, ids=" ".join)
+def test_a_file_that_is_not_a_database_is_one_line_for_every_command(
+        project: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    """database_url points at a file of garbage: one line naming it; the file is untouched."""
+    (project / "leads.csv").write_text("email\na@example.com\n")
+    garbage = b"not a database\n" * 500
+    (project / "junk.db").write_bytes(garbage)
+    monkeypatch.setenv("NURTURE_DATABASE_URL", "sqlite:///junk.db")
+    code, _, err = nurture(*command, capsys=capsys)
+    assert code == 1
+    assert err == "error: cannot open the database sqlite:///junk.db: file is not a database\n"
+    assert (project / "junk.db").read_bytes() == garbage
+
+
+def test_db_upgrade_of_an_unreachable_database_is_one_line_in_a_real_process(
+        project: Path) -> None:
+    """The real entry point, as the operator runs it: no traceback on stderr."""
+    done = nurture_process("db", "upgrade", cwd=project,
+                           NURTURE_DATABASE_URL="postgresql://ops:hunter2@127.0.0.1:1/x")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: cannot open the database ")
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
