@@ -58,8 +58,11 @@ def open_leads_csv(path: Path) -> LeadsCsv:
         with path.open("rb") as f:
             encoding = _encoding(f.read(4))
         with path.open(newline="", encoding=encoding) as f:
-            header = next(csv.reader(f), [])
-            total = sum(1 for _ in f)  # decodes the whole file: a bad byte shows up now
+            reader = csv.reader(f)
+            header = next(reader, [])
+            # Decodes the whole file: a bad byte shows up now. Records, not lines: a quoted
+            # cell may span lines, and the progress bar counts rows as rows() yields them.
+            total = sum(1 for _ in reader)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:

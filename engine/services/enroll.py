@@ -92,20 +92,23 @@ class Enroller:
         self, sequence: str, rows: Iterable[tuple[int, Mapping[str, Any]]], source: str,
         progress: Callable[[int], None] | None = None,
     ) -> ImportReport:
-        """Enroll rows of (line number, values with an `email` key) in batches."""
+        """Enroll rows of (line number, values with an `email` key) in batches;
+        `progress(n)` is told of every row handled, rejected ones included."""
         self.catalog.get(sequence)  # an unknown sequence fails before any row is read
-        report, batch = ImportReport(), []
+        report, batch, handled = ImportReport(), [], 0
         for number, values in rows:
+            handled += 1
             try:
                 batch.append(parse_lead(str(values.get("email") or ""), values, number))
             except InvalidLead as exc:
                 report.rejected.append(Rejected(number, str(values.get("email") or ""),
                                                 exc.message))
-            if len(batch) >= BATCH:
-                self._tally(report, self._enroll(batch, sequence, source), progress)
-                batch = []
+            if handled == BATCH:  # BATCH rows read, some perhaps rejected
+                self._tally(report, self._enroll(batch, sequence, source) if batch else [])
+                batch, handled = [], _told(progress, handled)
         if batch:
-            self._tally(report, self._enroll(batch, sequence, source), progress)
+            self._tally(report, self._enroll(batch, sequence, source))
+        _told(progress, handled)
         return report
 
     def _enroll(self, inputs: list[LeadInput], sequence: str,
@@ -122,8 +125,7 @@ class Enroller:
         return outcomes
 
     @staticmethod
-    def _tally(report: ImportReport, outcomes: list[EnrollOutcome],
-               progress: Callable[[int], None] | None) -> None:
+    def _tally(report: ImportReport, outcomes: list[EnrollOutcome]) -> None:
         for o in outcomes:
             if o.email in report.seen:
                 report.duplicates += 1
@@ -139,5 +141,10 @@ class Enroller:
             else:
                 report.rejected.append(Rejected(o.row or 0, o.email,
                                                 f"suppressed ({o.reason})"))
-        if progress is not None:
-            progress(len(outcomes))
+
+
+def _told(progress: Callable[[int], None] | None, handled: int) -> int:
+    """Report `handled` rows to the progress callback; returns the new count (0)."""
+    if progress is not None and handled:
+        progress(handled)
+    return 0

@@ -109,6 +109,19 @@ def test_rows_spanning_batches_are_counted_once(env: Env) -> None:
     assert len(env.store.reports.enrollments(limit=5000)) == 1500
 
 
+def test_progress_counts_every_row_rejected_ones_included(env: Env) -> None:
+    """Progress reaches the number of rows read, whatever became of them: 2,500 rows, one in
+    five not an address, one in ten a repeat."""
+    def row(i: int) -> dict[str, str]:
+        return {"email": "bad" if i % 5 == 0 else f"l{i - 1 if i % 10 == 3 else i}@x.org"}
+
+    told: list[int] = []
+    report = env.enroller.enroll_rows("welcome", [(i + 2, row(i)) for i in range(2500)],
+                                      source="csv", progress=told.append)
+    assert sum(told) == 2500 and (len(report.rejected), report.duplicates) == (500, 250)
+    assert told[:2] == [1000, 1000]  # told as it goes, not only at the end
+
+
 def test_first_touch_respects_a_send_window_in_the_lead_zone(tmp_path: Path) -> None:
     """A windowed first step for a lead in Tokyo waits for Tokyo's working hours."""
     steps = [{"name": "first", "after": "0m", "email": {"template": "hello.md.j2"}}]
