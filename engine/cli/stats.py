@@ -15,8 +15,8 @@ from engine.cli.common import ConfigOption, load_app
 from engine.errors import UnknownSequence
 from engine.store.stats import Counts, SequenceStats, step_names
 
-COLUMNS = ("enrolled", "sent", "replied", "auto-replied", "bounced", "unsubscribed",
-           "reply rate", "median to touch")
+COLUMNS = ("enrolled", "sent", "tasks done", "replied", "auto-replied", "bounced", "failed",
+           "unsubscribed", "reply rate", "median to touch")
 
 
 def register(app: typer.Typer) -> None:
@@ -30,8 +30,8 @@ def stats(
                                                        "GET /stats with Accept: JSON."),
     config: Path = ConfigOption,
 ) -> None:
-    """Per sequence and step: enrolled, sent, replied, auto-replied, bounced, unsubscribed,
-    reply rate, median time from enrollment to the touch."""
+    """Per sequence and step: enrolled, sent, tasks done, replied, auto-replied, bounced,
+    failed, unsubscribed, reply rate, median time from enrollment to the touch."""
     app = load_app(config)
     app.store.db.check_schema()
     data = app.store.stats.sequences(step_names(app.catalog.sequences))
@@ -46,7 +46,9 @@ def stats(
     for s in data:
         out.print(_table(s))
     out.print("Replies, auto-replies and bounces count against the email they answered; an "
-              "unsubscribe against the last email before it. Reply rate: replies per lead "
+              "unsubscribe against the last email before it. Bounced: refused by the "
+              "recipient's server (5xx) or a bounce report; failed: not sent for another "
+              "reason (see `nurture lead EMAIL`). Reply rate: replies per lead "
               "reached. Median to touch: from enrollment to the first email (on a step: to "
               "that step).", style="dim")
 
@@ -75,5 +77,6 @@ def _table(s: SequenceStats) -> Table:
 def _cells(c: Counts) -> list[str]:
     from engine.web.render import percent, span  # the page's formatting, so both read alike
 
-    return [str(c.enrolled), str(c.sent), str(c.replied), str(c.auto_replied), str(c.bounced),
-            str(c.unsubscribed), percent(c.reply_rate), span(c.median_to_touch)]
+    return [str(c.enrolled), str(c.sent), str(c.tasks_done), str(c.replied), str(c.auto_replied),
+            str(c.bounced), str(c.failed), str(c.unsubscribed), percent(c.reply_rate),
+            span(c.median_to_touch)]

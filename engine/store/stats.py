@@ -3,7 +3,10 @@
 Replies, auto-replies and bounces are attributed to the touch they answered: the matched
 touch when the watcher found one (In-Reply-To, References, returned message), else the lead's
 last touch sent before the message arrived. An unsubscribe is attributed to the last touch
-of the enrollment it stopped. Counting happens in Python so SQLite and PostgreSQL agree.
+of the enrollment it stopped. A bounce is an address that refused mail: a bounce report, or
+an SMTP 5xx at send time; any other touch that failed (a template that could not render,
+retries given up) is "failed". Tasks done are counted apart from emails sent. Counting happens
+in Python so SQLite and PostgreSQL agree.
 """
 
 from __future__ import annotations
@@ -34,12 +37,14 @@ class Counts:
 
     name: str
     enrolled: int = 0  # a sequence: enrollments; a step: enrollments that reached it
-    sent: int = 0  # emails sent (tasks: done)
+    sent: int = 0  # emails sent
+    tasks_done: int = 0  # task steps (calls, notes) a rep marked done
     replied: int = 0  # enrollments with a human reply to this sequence / step
     auto_replied: int = 0
-    bounced: int = 0
+    bounced: int = 0  # bounce reports, and SMTP 5xx refusals at send time
+    failed: int = 0  # touches that failed otherwise (render error, retries given up)
     unsubscribed: int = 0
-    contacted: int = 0  # enrollments with at least one touch sent (reply-rate base)
+    contacted: int = 0  # enrollments with at least one email sent (reply-rate base)
     delays: list[float] = field(default_factory=list, repr=False)  # seconds
 
     @property
@@ -54,8 +59,8 @@ class Counts:
 
     def as_dict(self) -> dict[str, object]:
         """The JSON form shared by /stats and `nurture stats --json`."""
-        keys = ("name", "enrolled", "sent", "replied", "auto_replied", "bounced",
-                "unsubscribed", "contacted", "reply_rate", "median_to_touch")
+        keys = ("name", "enrolled", "sent", "tasks_done", "replied", "auto_replied", "bounced",
+                "failed", "unsubscribed", "contacted", "reply_rate", "median_to_touch")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -85,6 +90,12 @@ class _Touch:
     channel: str
     state: str
     sent_at: datetime | None
+    smtp_code: int | None = None
+
+    @property
+    def refused(self) -> bool:
+        """Failed on an SMTP 5xx: the address or the message was refused, a bounce."""
+        return self.state == TouchState.failed.value and 500 <= (self.smtp_code or 0) < 600
 
 
 class StatsStore:
@@ -125,7 +136,8 @@ class StatsStore:
                 E.c.id, E.c.sequence, E.c.enrolled_at, E.c.stop_reason)))
             touches = [_Touch(*r) for r in conn.execute(select(
                 T.c.id, T.c.enrollment_id, T.c.lead_id, T.c.sequence, T.c.step_index,
-                T.c.step_name, T.c.channel, T.c.state, T.c.sent_at).order_by(T.c.id))]
+                T.c.step_name, T.c.channel, T.c.state, T.c.sent_at, T.c.smtp_code)
+                .order_by(T.c.id))]
             inbound = list(conn.execute(
                 select(IN.c.lead_id, IN.c.touch_id, IN.c.kind, IN.c.received_at)
                 .where(IN.c.kind.in_(COUNTED), IN.c.lead_id.isnot(None))))
@@ -160,19 +172,23 @@ def _tally(enrollments: list[Any], touches: list[_Touch], inbound: list[Any],
 def _count_touches(touches: list[_Touch], enrolled_at: dict[int, datetime],
                    seqs: dict[str, Counts], steps: dict[tuple[str, int], Counts]) -> None:
     reached: dict[tuple[str, int], set[int]] = defaultdict(set)
-    first: dict[int, _Touch] = {}  # each enrollment's first touch done
+    first: dict[int, _Touch] = {}  # each enrollment's first email sent
     for t in touches:
         seqs.setdefault(t.sequence, Counts(t.sequence))
         step = steps.setdefault((t.sequence, t.step_index), Counts(t.step_name))
         reached[(t.sequence, t.step_index)].add(t.enrollment_id)
         if t.state not in DONE or t.sent_at is None:
             continue
-        step.sent += 1
-        step.contacted += 1
-        seqs[t.sequence].sent += 1
         start = enrolled_at.get(t.enrollment_id)
         if start is not None:
             step.delays.append((t.sent_at - start).total_seconds())
+        if t.channel != "email":
+            step.tasks_done += 1
+            seqs[t.sequence].tasks_done += 1
+            continue
+        step.sent += 1
+        step.contacted += 1
+        seqs[t.sequence].sent += 1
         prev = first.get(t.enrollment_id)
         if prev is None or (prev.sent_at and t.sent_at < prev.sent_at):
             first[t.enrollment_id] = t
@@ -188,9 +204,10 @@ def _count_touches(touches: list[_Touch], enrolled_at: dict[int, datetime],
 
 def _attribute(enrollments: list[Any], touches: list[_Touch],
                inbound: list[Any]) -> dict[str, set[Key]]:
-    """Which (sequence, step, enrollment) each reply, auto-reply, bounce, unsubscribe hit."""
+    """Which (sequence, step, enrollment) each reply, auto-reply, bounce, failure and
+    unsubscribe hit."""
     out: dict[str, set[Key]] = {a: set() for a in
-                                ("replied", "auto_replied", "bounced", "unsubscribed")}
+                                ("replied", "auto_replied", "bounced", "failed", "unsubscribed")}
     by_id = {t.id: t for t in touches}
     sent_by_lead = _sent_by_lead(touches)
     for row in inbound:
@@ -205,9 +222,9 @@ def _attribute(enrollments: list[Any], touches: list[_Touch],
     for t in touches:
         if t.state in DONE and t.sent_at is not None:
             last[t.enrollment_id] = t  # touches come in id order: the last one wins
-        elif t.state == TouchState.failed.value and t.channel == "email":
-            # Refused at SMTP time (5xx): a bounce of the touch that failed.
-            out["bounced"].add((t.sequence, t.step_index, t.enrollment_id))
+        elif t.state == TouchState.failed.value:
+            out["bounced" if t.refused else "failed"].add(
+                (t.sequence, t.step_index, t.enrollment_id))
     for e in enrollments:
         if e.stop_reason == "unsubscribe":
             final = last.get(e.id)

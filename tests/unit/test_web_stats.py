@@ -16,9 +16,9 @@ def enrollment(eid: int, stop_reason: str = "", sequence: str = "demo") -> Simpl
 
 
 def touch(tid: int, eid: int, step: int, minutes: float | None, state: str = "sent",
-          channel: str = "email") -> _Touch:
+          channel: str = "email", code: int | None = None) -> _Touch:
     sent = T0 + timedelta(minutes=minutes) if minutes is not None else None
-    return _Touch(tid, eid, eid, "demo", step, f"step{step}", channel, state, sent)
+    return _Touch(tid, eid, eid, "demo", step, f"step{step}", channel, state, sent, code)
 
 
 def inbound(lead: int, touch_id: int | None, kind: str, minutes: float) -> SimpleNamespace:
@@ -49,10 +49,31 @@ def test_an_unmatched_reply_counts_against_the_last_email_before_it() -> None:
 def test_auto_replies_bounces_and_smtp_failures() -> None:
     """Auto-replies and DSN bounces count on their step; a 5xx at send time is a bounce too."""
     s = stats([enrollment(1), enrollment(2)],
-              [touch(1, 1, 0, 1), touch(2, 2, 0, None, state="failed")],
+              [touch(1, 1, 0, 1), touch(2, 2, 0, None, state="failed", code=550)],
               [inbound(1, 1, "auto_reply", 5), inbound(1, 1, "bounce_hard", 6)])
-    assert (s.totals.auto_replied, s.totals.bounced) == (1, 2)
+    assert (s.totals.auto_replied, s.totals.bounced, s.totals.failed) == (1, 2, 0)
     assert s.steps[0].bounced == 2 and s.totals.replied == 0
+
+
+def test_a_touch_that_failed_without_a_5xx_is_failed_not_bounced() -> None:
+    """A template that could not render (no SMTP code) and retries given up on a 4xx: failed,
+    never bounced, so the bounce rate stays the addresses that refused mail."""
+    s = stats([enrollment(1), enrollment(2), enrollment(3)],
+              [touch(1, 1, 0, None, state="failed"),
+               touch(2, 2, 0, None, state="failed", code=451),
+               touch(3, 3, 0, None, state="failed", code=554)], [])
+    assert (s.totals.bounced, s.totals.failed) == (1, 2)
+    assert (s.steps[0].bounced, s.steps[0].failed, s.steps[0].sent) == (1, 2, 0)
+
+
+def test_a_task_done_is_not_an_email_sent() -> None:
+    """A call marked done counts under tasks done: not sent, not a lead reached by email."""
+    s = stats([enrollment(1), enrollment(2)],
+              [touch(1, 1, 0, 1), touch(2, 1, 1, 60, state="done", channel="task"),
+               touch(3, 2, 1, 30, state="done", channel="task")], [])
+    assert (s.totals.sent, s.totals.tasks_done, s.totals.contacted) == (1, 2, 1)
+    assert [(c.sent, c.tasks_done) for c in s.steps] == [(1, 0), (0, 2)]
+    assert s.steps[1].reply_rate is None and s.totals.median_to_touch == 60.0
 
 
 def test_an_unsubscribe_counts_against_the_last_email_of_its_enrollment() -> None:
