@@ -28,7 +28,8 @@ db_app = typer.Typer(help="The database: `nurture db upgrade` creates or migrate
                      no_args_is_help=True)
 tasks_app = typer.Typer(help="Manual steps (calls, notes) waiting for a rep.",
                         invoke_without_command=True)
-touches_app = typer.Typer(help="Touches whose sending is in doubt after a crash.",
+touches_app = typer.Typer(help="Touches that need the operator: in doubt after a crash, or "
+                               "failed (`--failed`, then `retry ID` once the cause is fixed).",
                           invoke_without_command=True)
 
 
@@ -165,6 +166,9 @@ def run(
             totals = await daemon.run_once(before=Watchers(app).catch_up_once)
             _out().print(", ".join(f"{k} {v}" for k, v in sorted(totals.items()))
                          or "nothing was due")
+            if totals.get("fail") or totals.get("failed"):
+                _out().print("failed touches stop their enrollment: `nurture touches --failed` "
+                             "lists them; fix the cause, then `nurture touches retry ID`")
         else:
             from engine.daemon.http import add_http
             from engine.daemon.reload import add_reload
@@ -295,12 +299,21 @@ def tasks_done(task_id: int = typer.Argument(..., metavar="ID"),
 @touches_app.callback()
 def touches(ctx: typer.Context,
             in_doubt: bool = typer.Option(True, "--in-doubt", help="Touches in doubt (the "
-                                          "default and only listing)."),
+                                          "default listing)."),
+            failed: bool = typer.Option(False, "--failed", help="Touches that failed and "
+                                        "stopped their enrollment (a template, a lead's "
+                                        "missing field): fix the cause, then `retry ID`."),
             config: Path = ConfigOption) -> None:
     """List touches in doubt after a crash; resolve with `resend ID` or `mark-sent ID`."""
     if ctx.invoked_subcommand is not None:
         return
     app = _app(config)
+    if failed:
+        table = Table("id", "lead", "sequence", "step", "error")
+        for t in app.store.reports.failed():
+            table.add_row(str(t.id), t.email, t.sequence, t.step, t.error)
+        _out().print(table if table.row_count else "no failed touches to retry")
+        return
     table = Table("id", "lead", "sequence", "step", "Message-ID", "mailbox", "attempts")
     for t in app.store.reports.in_doubt():
         table.add_row(str(t.id), t.email, t.sequence, t.step, t.message_id, t.mailbox,
@@ -314,6 +327,19 @@ def touches_resend(touch_id: int = typer.Argument(..., metavar="ID"),
     """Send an in-doubt touch again (same Message-ID): you checked it did not arrive."""
     _app(config).recovery.resend(touch_id, "cli")
     _out().print(f"touch {touch_id} will be sent again on the next pass")
+
+
+@touches_app.command("retry")
+def touches_retry(touch_id: int = typer.Argument(..., metavar="ID"),
+                  values: list[str] = typer.Option(
+                      None, "--set", metavar="KEY=VALUE",
+                      help="Give the lead a field it lacked (as enroll --set). Repeatable."),
+                  config: Path = ConfigOption) -> None:
+    """Make a failed touch again once its cause is fixed (the template, or the lead's data
+    with --set); its enrollment goes on. Not for bounces: that address refused mail."""
+    _app(config).recovery.retry(touch_id, "cli", _pairs(values))
+    _out().print(f"touch {touch_id} will be made and sent again on the next pass; its "
+                 "enrollment is active again")
 
 
 @touches_app.command("mark-sent")

@@ -7,6 +7,7 @@ A touch (see docs/send-state-machine.md):
     sending --5xx--> failed (address bounced and suppressed)
     sending --(worker died: in doubt)--> sent (found in Sent folder) | unknown (held for the
         operator) | claimed again (sequence says `in_doubt: resend`)
+    failed --(operator: `nurture touches retry ID`, cause fixed)--> claimed (rendered again)
     task: open --done--> done
 """
 
@@ -24,6 +25,10 @@ class EnrollmentState(StrEnum):
 
 
 LIVE_ENROLLMENT_STATES = (EnrollmentState.active, EnrollmentState.paused)
+# Stops an operator can undo with `nurture touches retry ID` once the cause is fixed: the touch
+# could not be made (a template, a lead's missing field) or the relay refused the message
+# itself. Not a bounce: that address refused mail and is suppressed.
+RETRYABLE_STOPS = ("touch_failed", "send_failed")
 
 
 class TouchState(StrEnum):

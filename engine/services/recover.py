@@ -9,7 +9,7 @@ mailbox's Sent folder it did (`sent`); otherwise the sequence's `in_doubt` polic
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -18,6 +18,7 @@ import structlog
 from engine.domain.states import TouchState
 from engine.domain.touch import TouchRecord
 from engine.errors import InvalidTransition, MailboxError
+from engine.services.enroll import parse_lead
 from engine.services.planning import Planning, settle_done
 from engine.services.ports import Catalog, Clock, SentCopy, WorkerStore
 
@@ -102,3 +103,12 @@ class Recovery:
         _, record = self.workers.load(touch_id)
         self.workers.settle(touch_id, record.claim.fence, UNKNOWN, "resend",
                             self.clock.now(), None, by)
+
+    def retry(self, touch_id: int, by: str = "operator",
+              values: Mapping[str, str] | None = None) -> None:
+        """A touch that failed (a template, a lead's missing field, a refused message) made
+        again on the next pass, its enrollment going on: the operator fixed the cause, in the
+        template or in the lead's data (`values`, merged into the lead as enroll does)."""
+        _, record = self.workers.load(touch_id)
+        lead = parse_lead(record.lead.email, values) if values else None
+        self.workers.retry(touch_id, self.clock.now(), by, lead)

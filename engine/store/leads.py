@@ -210,6 +210,11 @@ def _with_rep(conn: Connection, emails: list[str]) -> dict[str, str]:
             for r in rows}
 
 
+def merge_lead_in(conn: Connection, item: LeadInput, now: datetime) -> None:
+    """Merge `item`'s values into its existing lead, in the caller's transaction."""
+    _upsert_leads(conn, [item], now, "")
+
+
 def _merge_duplicates(chunk: Sequence[LeadInput]) -> dict[str, LeadInput]:
     """One input per address; a later row's values win, custom fields are merged."""
     merged: dict[str, LeadInput] = {}

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from engine.domain.lead import LeadRecord
-from engine.domain.states import TouchState
+from engine.domain.states import RETRYABLE_STOPS, EnrollmentState, TouchState
 from engine.store.db import Database
 from engine.store.events import TimelineItem, timeline
 from engine.store.leads import LIVE, lead_record
@@ -125,6 +125,14 @@ class ReportStore:
     def in_doubt(self) -> list[TouchRow]:
         with self.db.read() as conn:
             return self._touches(conn, T.c.state == TouchState.unknown.value)
+
+    def failed(self) -> list[TouchRow]:
+        """Failed touches that stopped their enrollment and can be retried (needs attention)."""
+        stopped = select(E.c.id).where(E.c.state == EnrollmentState.stopped.value,
+                                       E.c.stop_reason.in_(RETRYABLE_STOPS))
+        with self.db.read() as conn:
+            return self._touches(conn, T.c.state == TouchState.failed.value,
+                                 T.c.enrollment_id.in_(stopped))
 
     def touches(self, *where: Any) -> list[TouchRow]:
         with self.db.read() as conn:

@@ -16,17 +16,19 @@ from typing import Any
 
 from sqlalchemy import delete, false, insert, not_, or_, select, update
 
-from engine.domain.states import TouchState
+from engine.domain.lead import LeadInput
+from engine.domain.states import RETRYABLE_STOPS, EnrollmentState, TouchState
 from engine.domain.touch import Advance, Delivered, TouchRecord
 from engine.errors import InvalidTransition, NotFound
 from engine.store import events
 from engine.store.db import Database
-from engine.store.leads import lead_record
+from engine.store.leads import LIVE, lead_record, merge_lead_in
 from engine.store.queue import CLAIMED, claim_of
-from engine.store.tables import Lead, Touch, Worker
+from engine.store.tables import Enrollment, Lead, Suppression, Touch, Worker
 from engine.store.transitions import advance_in, record_outcome, set_touch
 
 T, L, W = Touch.__table__, Lead.__table__, Worker.__table__
+E, S = Enrollment.__table__, Suppression.__table__
 HELD = (TouchState.claimed.value, TouchState.sending.value)
 
 
@@ -129,6 +131,22 @@ class WorkerStore:
                     f"{' or '.join(from_states)} can be marked {how}")
             _settle(conn, t, how, now, advance, by)
 
+    def retry(self, touch_id: int, now: datetime, by: str = "",
+              lead: LeadInput | None = None) -> None:
+        """A failed touch made again on the next pass, its enrollment active again (the
+        operator fixed the cause); `lead`'s fields are merged into the lead first."""
+        q = select(T).where(T.c.id == touch_id)
+        with self.db.write() as conn:
+            t = conn.execute(q.with_for_update() if self.db.is_postgres else q).first()
+            if t is None:
+                raise NotFound(f"no touch with id {touch_id}")
+            if t.state != TouchState.failed.value:
+                raise InvalidTransition(f"touch {touch_id} is {t.state}; only a failed touch "
+                                        "can be retried")
+            _retry(conn, t, now, by)
+            if lead is not None:
+                merge_lead_in(conn, lead, now)
+
 
 def _settle(conn: Any, t: Any, how: str, now: datetime, advance: Advance | None,
             by: str) -> None:
@@ -152,6 +170,35 @@ def _settle(conn: Any, t: Any, how: str, now: datetime, advance: Advance | None,
         advance_in(conn, t, advance or Advance(None), now, counted=True)
     else:
         raise ValueError(f"unknown settlement {how!r}")
+
+
+def _retry(conn: Any, t: Any, now: datetime, by: str) -> None:
+    """Undo a failure that stopped the enrollment, once its cause is fixed: the touch waits
+    as a retry due now (same Message-ID; no stored bytes, so it is rendered again) and the
+    enrollment is active again. Refused when something else has happened to the lead since."""
+    e = conn.execute(select(E.c.state, E.c.stop_reason, E.c.sequence)
+                     .where(E.c.id == t.enrollment_id)).one()
+    if e.state != EnrollmentState.stopped.value or e.stop_reason not in RETRYABLE_STOPS:
+        raise InvalidTransition(
+            f"touch {t.id} cannot be retried: its enrollment is {e.state}"
+            f"{f' ({e.stop_reason})' if e.stop_reason else ''}, not stopped by this failure")
+    suppressed = conn.execute(select(S.c.reason).join(L, L.c.email == S.c.email)
+                              .where(L.c.id == t.lead_id)).scalar()
+    if suppressed:
+        raise InvalidTransition(f"touch {t.id} cannot be retried: the address is suppressed "
+                                f"({suppressed})")
+    again = conn.execute(select(E.c.id).where(
+        E.c.lead_id == t.lead_id, E.c.sequence == e.sequence, E.c.state.in_(LIVE),
+        E.c.id != t.enrollment_id)).scalar()
+    if again is not None:
+        raise InvalidTransition(f"touch {t.id} cannot be retried: the lead is enrolled in "
+                                f"{e.sequence} again (enrollment {again})")
+    conn.execute(update(E).where(E.c.id == t.enrollment_id).values(
+        state=EnrollmentState.active.value, stop_reason="", next_due_at=None, updated_at=now))
+    set_touch(conn, t, state=TouchState.claimed.value, retry_at=now, claimed_by="",
+              lease_until=None, attempts=0, smtp_code=None, raw=b"")
+    events.log(conn, "touch_retry_requested", now, t.lead_id, t.enrollment_id, touch_id=t.id,
+               step=t.step_name, by=by, error=t.error[:200])
 
 
 def _record(row: Any) -> TouchRecord:

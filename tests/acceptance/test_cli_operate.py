@@ -6,6 +6,7 @@ the suite fast; the daemon and the error paths run the real entry point as a sub
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,6 +119,45 @@ def test_import_reports_rejected_rows_by_line(cli, project: Path) -> None:  # no
     out = cli("import", "demo-request", "leads.csv")
     assert "2 enrolled" in out and "1 duplicate rows merged" in out and "1 rejected" in out
     assert "not-an-address" in out
+
+
+TRIAL = """\
+name: trial
+mailbox: sales
+timezone: UTC
+sample_lead: {first_name: Ada, plan: pro}
+steps:
+  - {name: welcome, after: 0m, send_window: any, email: {template: welcome.md.j2}}
+  - {name: later, after: 2 days, send_window: any, email: {template: welcome.md.j2}}
+"""
+
+
+def test_a_touch_failed_for_a_missing_field_is_retried_with_it(cli, project: Path,  # noqa: ANN001
+                                                               sink: SmtpSink) -> None:
+    """A lead without `plan`: run --once fails the touch; `touches --failed` lists it;
+    `touches retry ID --set plan=pro` and the next run send it; the sequence goes on."""
+    (project / "seq").mkdir()
+    (project / "seq" / "trial.yaml").write_text(TRIAL)
+    (project / "tpl").mkdir()
+    (project / "tpl" / "welcome.md.j2").write_text(
+        "---\nsubject: Your {{ lead.plan }} trial\n---\nHi.\n\n{{ unsubscribe_url }} "
+        "{{ sender.postal_address }}\n")
+    config = (project / "nurture.yaml").read_text()
+    (project / "nurture.yaml").write_text(config.replace(
+        f"sequences_dir: {ROOT / 'sequences'}", "sequences_dir: seq").replace(
+        f"templates_dir: {ROOT / 'templates'}", "templates_dir: tpl"))
+    cli("db", "upgrade")
+    cli("enroll", "trial", "--email", "ada@example.com")
+    assert "fail 1" in cli("run", "--once")
+    listed = cli("touches", "--failed")
+    assert "ada@example.com" in listed and "'plan' is undefined" in listed
+    found = re.search(r"(\d+)\s*│\s*ada@example\.com", listed)
+    assert found, listed
+    touch_id = found.group(1)
+    assert "will be made and sent again" in cli("touches", "retry", touch_id, "--set", "plan=pro")
+    assert "sent 1" in cli("run", "--once")
+    assert "Subject: Your pro trial" in sink.received[0].raw.decode()
+    assert "active" in cli("leads") and "no failed touches" in cli("touches", "--failed")
 
 
 def test_the_import_progress_bar_ends_at_the_number_of_rows(cli, project: Path) -> None:  # noqa: ANN001, E501
