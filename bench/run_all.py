@@ -20,7 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # (script, arguments for a quick run); ours take --quick and --write
-OURS = ["send_throughput", "due_claim", "first_touch"]
+OURS = ["send_throughput", "due_claim", "first_touch", "import_csv"]
 OTHERS = {"http_enroll": ["--leads", "20"], "reply_latency": ["--leads", "10"]}
 
 
