@@ -16,6 +16,7 @@ from rich.table import Table
 from engine.app import App
 from engine.authoring.inputs import parse_set
 from engine.cli.common import ConfigOption, load_app, print_lead
+from engine.cli.lead_check import FieldCheck, render_problems
 from engine.cli.leads_csv import open_leads_csv
 from engine.domain.states import EnrollmentState
 from engine.errors import NotFound
@@ -98,6 +99,12 @@ def enroll(
         return
     out.print(f"enrolled {outcome.email} in {sequence} (enrollment {outcome.enrollment_id}); "
               f"first touch due {_when(outcome.due_at)}")
+    lead = app.store.leads.get(outcome.email)
+    problems = render_problems(app, sequence, lead.as_mapping()) if lead else []
+    if problems:
+        out.print(f"[yellow]warning:[/yellow] its emails will fail at send time: "
+                  f"{'; '.join(problems)}. Give the lead the field (`nurture touches retry ID "
+                  "--set KEY=VALUE` once it failed) or fix the template")
 
 
 def import_leads(
@@ -112,16 +119,17 @@ def import_leads(
     app = _app(config)
     app.catalog.get(sequence)
     leads_csv = open_leads_csv(path)
-    out = _out()
+    out, fields = _out(), FieldCheck()
     with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=Console(stderr=True)) as bar:
         task = bar.add_task("import", total=leads_csv.total)
         report = app.enroller().enroll_rows(
-            sequence, leads_csv.rows(), source=f"csv:{path.name}",
+            sequence, fields.watch(leads_csv.rows()), source=f"csv:{path.name}",
             progress=lambda n: bar.advance(task, n))
     out.print(f"{report.enrolled} enrolled, {report.already} already active (merged), "
               f"{report.duplicates} duplicate rows merged, {len(report.rejected)} rejected")
-    for warning in leads_csv.warnings:
+    rejected = {r.row for r in report.rejected}
+    for warning in [*leads_csv.warnings, *fields.warnings(app, sequence, rejected)]:
         out.print(f"[yellow]warning:[/yellow] {warning}")
     if report.rejected:
         table = Table("line", "email", "reason", title="rejected rows")

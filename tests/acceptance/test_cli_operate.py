@@ -132,10 +132,8 @@ steps:
 """
 
 
-def test_a_touch_failed_for_a_missing_field_is_retried_with_it(cli, project: Path,  # noqa: ANN001
-                                                               sink: SmtpSink) -> None:
-    """A lead without `plan`: run --once fails the touch; `touches --failed` lists it;
-    `touches retry ID --set plan=pro` and the next run send it; the sequence goes on."""
+def _trial_project(project: Path) -> None:
+    """The project's sequences become `trial` alone, whose subject needs `lead.plan`."""
     (project / "seq").mkdir()
     (project / "seq" / "trial.yaml").write_text(TRIAL)
     (project / "tpl").mkdir()
@@ -146,8 +144,17 @@ def test_a_touch_failed_for_a_missing_field_is_retried_with_it(cli, project: Pat
     (project / "nurture.yaml").write_text(config.replace(
         f"sequences_dir: {ROOT / 'sequences'}", "sequences_dir: seq").replace(
         f"templates_dir: {ROOT / 'templates'}", "templates_dir: tpl"))
+
+
+def test_a_touch_failed_for_a_missing_field_is_retried_with_it(cli, project: Path,  # noqa: ANN001
+                                                               sink: SmtpSink) -> None:
+    """A lead without `plan`: run --once fails the touch; `touches --failed` lists it;
+    `touches retry ID --set plan=pro` and the next run send it; the sequence goes on."""
+    _trial_project(project)
     cli("db", "upgrade")
-    cli("enroll", "trial", "--email", "ada@example.com")
+    warned = cli("enroll", "trial", "--email", "ada@example.com")
+    assert "warning: its emails will fail at send time: welcome:" in warned
+    assert "'plan' is undefined" in warned
     assert "fail 1" in cli("run", "--once")
     listed = cli("touches", "--failed")
     assert "ada@example.com" in listed and "'plan' is undefined" in listed
@@ -158,6 +165,19 @@ def test_a_touch_failed_for_a_missing_field_is_retried_with_it(cli, project: Pat
     assert "sent 1" in cli("run", "--once")
     assert "Subject: Your pro trial" in sink.received[0].raw.decode()
     assert "active" in cli("leads") and "no failed touches" in cli("touches", "--failed")
+
+
+def test_import_warns_about_rows_lacking_a_field_the_emails_use(cli, project: Path) -> None:  # noqa: ANN001, E501
+    """demo-request's templates guard their custom fields: no warning. A sequence whose
+    subject needs `plan`: the rows without it are counted, with the first line."""
+    cli("db", "upgrade")
+    (project / "leads.csv").write_text("email,plan\nada@example.com,pro\nbob@example.com,\n"
+                                       "cy@example.com,\nnot-an-address,\n")
+    assert "warning" not in cli("import", "demo-request", "leads.csv")
+    _trial_project(project)
+    out = cli("import", "trial", "leads.csv")
+    assert "2 row(s) (first on line 3) lack a field their emails use" in out
+    assert "welcome:" in out and "'plan' is undefined" in out
 
 
 def test_the_import_progress_bar_ends_at_the_number_of_rows(cli, project: Path) -> None:  # noqa: ANN001, E501
