@@ -175,8 +175,9 @@ def run(
             _out().print(", ".join(f"{k} {v}" for k, v in sorted(totals.items()))
                          or "nothing was due")
             if totals.get("fail") or totals.get("failed"):
-                _out().print("failed touches stop their enrollment: `nurture touches --failed` "
-                             "lists them; fix the cause, then `nurture touches retry ID`")
+                _out().print("a failed touch stops its enrollment: `nurture touches --failed` "
+                             "lists those that can be retried (bounces cannot); fix the "
+                             "cause, then `nurture touches retry ID`")
         else:
             from engine.daemon.http import add_http
             from engine.daemon.reload import add_reload
