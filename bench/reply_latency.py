@@ -36,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchlib import git_head  # noqa: E402
+
 from tests.servers.dovecot import DEFAULT_PASSWORD, DEFAULT_USER, Dovecot  # noqa: E402
 from tests.servers.smtp_sink import SmtpSink  # noqa: E402
 
@@ -201,18 +203,17 @@ def measure(root: Path, sink: SmtpSink, dovecot: Dovecot,
 
 def _measure(root: Path, sink: SmtpSink, dovecot: Dovecot,
              query: Callable[[str, list[object]], list], kind: str, leads: int) -> list[Result]:
-    if True:
-        wait("the watcher", lambda: query("SELECT count(*) FROM mailboxcursor", [])[0][0])
-        emails = [f"lead{i}@example.com" for i in range(2 * leads)]
-        csv = root / "leads.csv"
-        csv.write_text("email,first_name\n" + "".join(f"{e},Lead\n" for e in emails))
-        nurture(root, "import", "trial", str(csv))
-        wait("the first touches", lambda: len(sink.received) >= len(emails))
-        first = {m.rcpt[0]: m.message_id for m in sink.received}
-        ids = dict(query("SELECT email, id FROM lead", []))
-        seq = sequential(dovecot, query, [(e, first[e], ids[e]) for e in emails[:leads]])
-        burst_ = burst(dovecot, query, [(e, first[e], ids[e]) for e in emails[leads:]])
-        return [Result(kind, "sequential", *seq), Result(kind, "burst", *burst_)]
+    wait("the watcher", lambda: query("SELECT count(*) FROM mailboxcursor", [])[0][0])
+    emails = [f"lead{i}@example.com" for i in range(2 * leads)]
+    csv = root / "leads.csv"
+    csv.write_text("email,first_name\n" + "".join(f"{e},Lead\n" for e in emails))
+    nurture(root, "import", "trial", str(csv))
+    wait("the first touches", lambda: len(sink.received) >= len(emails))
+    first = {m.rcpt[0]: m.message_id for m in sink.received}
+    ids = dict(query("SELECT email, id FROM lead", []))
+    seq = sequential(dovecot, query, [(e, first[e], ids[e]) for e in emails[:leads]])
+    burst_ = burst(dovecot, query, [(e, first[e], ids[e]) for e in emails[leads:]])
+    return [Result(kind, "sequential", *seq), Result(kind, "burst", *burst_)]
 
 
 def stopped(query: Callable[[str, list[object]], list], lead_id: int) -> bool:
@@ -277,26 +278,29 @@ def _dovecot_version() -> str:
     return f"Dovecot {out.stdout.split()[0]}" if out.stdout else "Dovecot"
 
 
-def report(results: list[Result], leads: int) -> str:
-    lines = ["", f"### Reply latency, {time.strftime('%Y-%m-%d')}", "",
-             f"`python bench/reply_latency.py --leads {leads}`: a real `nurture run` with IMAP "
-             "IDLE on a private Dovecot (loopback), replies APPENDed one at a time "
+def report(results: list[Result], leads: int, kinds: list[str], load: float) -> str:
+    db = "both" if len(kinds) > 1 else kinds[0]
+    lines = ["", f"### Reply latency, {time.strftime('%Y-%m-%d')}, commit {git_head()}", "",
+             f"`python bench/reply_latency.py --db {db} --leads {leads}`: a real `nurture run` "
+             "with IMAP IDLE on a private Dovecot (loopback), replies APPENDed one at a time "
              "(sequential) and back to back (burst); time from the end of the APPEND to the "
              f"enrollment being `handed_off` in the database (polled every {POLL * 1000:.0f} "
-             f"ms). Machine: {machine()}.", "", HEADER]
+             f"ms); a reply not handed off within {TIMEOUT:.0f} s fails the run. Machine: "
+             f"{machine()}, load average {load:.1f} at the start.", "", HEADER]
     lines += [r.line() for r in results]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="sqlite")
     ap.add_argument("--leads", type=int, default=50, help="replies per scenario")
     ap.add_argument("--append", action="store_true", help="add the results to bench/README.md")
     args = ap.parse_args()
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    load = os.getloadavg()[0]
     results = [r for kind in kinds for r in run(kind, args.leads)]
-    text = report(results, args.leads)
+    text = report(results, args.leads, kinds, load)
     print(text)
     if args.append:
         readme = ROOT / "bench" / "README.md"
