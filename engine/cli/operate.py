@@ -346,7 +346,8 @@ def touches_retry(touch_id: int = typer.Argument(..., metavar="ID"),
                   config: Path = ConfigOption) -> None:
     """Make a failed touch again once its cause is fixed (the template, or the lead's data
     with --set); its enrollment goes on. Not for bounces: that address refused mail."""
-    _app(config).recovery.retry(touch_id, "cli", _pairs(values))
+    fields = dict(parse_set(item) for item in values or [])  # as enroll --set
+    _app(config).recovery.retry(touch_id, "cli", fields)
     _out().print(f"touch {touch_id} will be made and sent again on the next pass; its "
                  "enrollment is active again")
 
