@@ -122,6 +122,7 @@ def test_a_reply_during_a_database_outage_hands_off_once_it_is_back(
         finally:
             stop.set()
             await task
+            await app.sender.close()  # the rep's notification used it on this loop
 
     asyncio.run(scenario())
     status = watchers.status()["sales"]
