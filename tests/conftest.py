@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.smtp_sink import SmtpSink
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 PG_ADMIN_URL = os.environ.get("NURTURE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -66,6 +68,13 @@ def pg_url() -> Iterator[str]:
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    """An in-process SMTP sink (aiosmtpd) on a free port, stopped after the test."""
+    with SmtpSink() as s:
+        yield s
 
 
 @pytest.fixture

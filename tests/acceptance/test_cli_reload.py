@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,6 @@ from tests.servers.smtp_sink import SmtpSink
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 WAIT = 30.0  # upper bound; every wait ends as soon as its condition holds
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as s:
-        yield s
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -24,12 +24,6 @@ from tests.servers.smtp_sink import Received, SmtpSink
 pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent.parent
 WAIT = 30.0
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as s:
-        yield s
 
 
 @pytest.fixture

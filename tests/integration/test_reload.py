@@ -76,12 +76,6 @@ class Rig:
 
 
 @pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as s:
-        yield s
-
-
-@pytest.fixture
 def make_rig(tmp_path: Path, sink: SmtpSink) -> Iterator[Callable[..., Rig]]:
     apps: list[App] = []
 

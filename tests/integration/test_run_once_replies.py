@@ -49,12 +49,6 @@ TEMPLATES = {"hello.md.j2": '---\nsubject: "Your trial"\n---\nHow is it going?\n
 
 
 @pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as s:
-        yield s
-
-
-@pytest.fixture
 def make_app(tmp_path: Path, sink: SmtpSink, dovecot: Dovecot,
              monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., App]]:
     """A fresh App per call on the same project and database, sharing one frozen clock."""

@@ -4,7 +4,6 @@ failure (4xx, 5xx at RCPT, a dropped connection, slowness, quota) is classified.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,12 +20,6 @@ from tests.servers.smtp_sink import Faults, SmtpSink
 def raw(mid: str, to: str = "ada@example.com") -> bytes:
     return (f"From: sales@acme.test\r\nTo: {to}\r\nSubject: hi\r\nMessage-ID: {mid}\r\n\r\n"
             "hello\r\n").encode()
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as s:
-        yield s
 
 
 def pool(port: int, **cfg: object) -> SmtpPool:
