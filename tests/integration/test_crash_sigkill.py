@@ -105,13 +105,16 @@ def crash_run(tmp_path_factory: pytest.TempPathFactory) -> CrashRun:
         listing = project.nurture("touches", "--in-doubt")
         status = project.nurture("status")
         # The operator's part: what the relay has is marked sent, the rest is sent again.
-        recovery = App(Settings.load(project.config)).recovery
+        app = App(Settings.load(project.config))
         unknown = [t for t in after.touches if t.state == "unknown"]
-        for t in unknown:
-            if after.received[t.message_id]:
-                recovery.mark_sent(t.id, "test operator")
-            else:
-                recovery.resend(t.id, "test operator")
+        try:
+            for t in unknown:
+                if after.received[t.message_id]:
+                    app.recovery.mark_sent(t.id, "test operator")
+                else:
+                    app.recovery.resend(t.id, "test operator")
+        finally:
+            app.close()
         project.nurture("run", "--once")
         final = snapshot(project, sink)
     in_sink = sum(1 for t in unknown if after.received[t.message_id])
