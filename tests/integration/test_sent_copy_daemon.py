@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,12 +28,6 @@ steps:
 """
 TEMPLATE = ('---\nsubject: "Your trial"\n---\nHow is it going?\n\n'
             "{{ sender.postal_address }} <{{ unsubscribe_url }}>\n")
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    with SmtpSink() as s:
-        yield s
 
 
 def nurture(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
