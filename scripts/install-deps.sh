@@ -33,7 +33,9 @@ fi
 # Python / checkout is in use (a stamp, not an import list that forgets new dependencies).
 stamp=".deps-stamp"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) $("$PY" -c 'import sys; print(sys.executable)') $PWD"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! command -v nurture >/dev/null 2>&1; then
+installed="$(cd / && "$PY" -c 'import engine; print(engine.__file__)' 2>/dev/null || true)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ "$installed" != "$PWD/engine/__init__.py" ] \
+   || ! command -v nurture >/dev/null 2>&1; then
   "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
   echo "$want" > "$stamp"
 fi
