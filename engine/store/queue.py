@@ -338,7 +338,7 @@ class QueueStore:
         if self.db.is_postgres or len(items) == 1:
             return [_alone(self.db, work, item) for item in items]
         try:
-            with self.db.write() as conn:
+            with self.db.write() as conn, events.gathered(conn):
                 return [work(conn, item) for item in items]
         except Exception:  # noqa: BLE001 - again, one savepoint each
             pass
@@ -484,7 +484,7 @@ R = TypeVar("R")
 def _each(conn: Connection, work: Callable[[], R]) -> R | Exception:
     """One touch's part of a batch, in a savepoint: its error is returned, its writes undone."""
     try:
-        with conn.begin_nested():
+        with conn.begin_nested(), events.gathered(conn):
             return work()
     except Exception as exc:  # noqa: BLE001 - that touch's result; the others go on
         return exc
@@ -493,7 +493,7 @@ def _each(conn: Connection, work: Callable[[], R]) -> R | Exception:
 def _alone(db: Database, work: Callable[[Connection, Any], R], item: Any) -> R | Exception:
     """One item's work in a transaction of its own: its error is its result."""
     try:
-        with db.write() as conn:
+        with db.write() as conn, events.gathered(conn):
             return work(conn, item)
     except Exception as exc:  # noqa: BLE001 - that touch's result; the others go on
         return exc

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import insert, update
 
 from engine.domain.lead import LeadInput
@@ -15,11 +16,14 @@ from engine.domain.touch import (
     Claim,
     Delivered,
     DueEnrollment,
+    Finished,
     Retry,
     SendContext,
     SendEmail,
     TouchPlan,
 )
+from engine.store import events
+from engine.store.events import timeline
 from engine.store.store import Store
 from engine.store.tables import Enrollment, InboundMessage
 
@@ -245,3 +249,52 @@ def test_mailbox_pause_and_sent_counts(store: Store) -> None:
     store.mailboxes.pause("sales", NOW + timedelta(hours=1), "550 5.4.5 quota")
     assert store.mailboxes.paused(NOW) == {"sales": (NOW + timedelta(hours=1), "550 5.4.5 quota")}
     assert store.mailboxes.paused(NOW + timedelta(hours=2)) == {}
+
+
+def test_a_batch_of_finishes_keeps_each_touchs_events_and_drops_a_failed_ones(
+        store: Store) -> None:
+    """finishes() on SQLite: one transaction for the batch, its events written together at
+    its end; a touch whose finish raises is redone alone and leaves neither its writes nor
+    its events, while the others' are kept, in order."""
+    for email in ("a@x.test", "b@x.test", "c@x.test"):
+        enroll(store, email)
+    claims = store.queue.claim_due("w1", ["s"], NOW, 10, LEASE, plan)
+    assert [isinstance(r.decision, SendEmail) for r in store.queue.begin_sends(
+        claims, "w1", NOW, LEASE, send)] == [True, True, True]
+    ok = Delivered(250, "ok", NOW)
+    broken = Advance(None, follow_on=object())  # type: ignore[arg-type] - raises mid-finish
+    results = store.queue.finishes([Finished(claims[0], ok, Advance(None)),
+                                    Finished(claims[1], ok, broken),
+                                    Finished(claims[2], ok, Advance(None))], NOW)
+    assert results[0] is True and results[2] is True and isinstance(results[1], Exception)
+    assert [t.state for t in store.reports.touches()] == ["sent", "sending", "sent"]
+    with store.db.read() as conn:
+        kinds = [[e.kind for e in timeline(conn, c.lead_id)] for c in claims]
+    assert kinds[1] == ["enrolled"]
+    assert kinds[0] == kinds[2] == ["enrolled", "touch_sent", "enrollment_finished"]
+
+
+def test_events_gathered_in_a_block_are_one_insert_at_its_end(store: Store) -> None:
+    """events.gathered: rows logged inside (log and log_many, nested blocks too) are written
+    in the order logged by one statement when the outer block ends; a block that raises
+    writes none of them."""
+    lead = store.leads.enroll([LeadInput("a@x.test")], "s", lambda _: Next(0, 0, NOW), NOW,
+                              "test")[0].lead_id
+    inserts: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        if statement.startswith("INSERT INTO event"):
+            inserts.append(statement)
+    sa_event.listen(store.db.engine, "before_cursor_execute", count)
+    with store.db.write() as conn, events.gathered(conn):
+        events.log(conn, "one", NOW, lead)
+        events.log_many(conn, [{"kind": "two", "at": NOW, "lead_id": lead}])
+        with events.gathered(conn):
+            events.log(conn, "three", NOW, lead)
+        assert inserts == []
+    assert len(inserts) == 1
+    with pytest.raises(RuntimeError), store.db.write() as conn, events.gathered(conn):
+        events.log(conn, "four", NOW, lead)
+        raise RuntimeError("undone")
+    with store.db.read() as conn:
+        assert [e.kind for e in timeline(conn, lead)] == ["enrolled", "one", "two", "three"]
