@@ -33,7 +33,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from engine.domain.lead import LeadRecord
 from engine.domain.progress import FIND_NEXT
 from engine.domain.states import EnrollmentState, InboundKind, TouchState
 from engine.domain.touch import (
@@ -58,9 +57,9 @@ from engine.domain.touch import (
 from engine.store import events, replan
 from engine.store.db import Database
 from engine.store.inbound import resume_paused
-from engine.store.leads import stop_live
+from engine.store.leads import lead_record, stop, stop_live
 from engine.store.tables import Enrollment, InboundMessage, Lead, Suppression, Touch
-from engine.store.transitions import advance_in, record_outcome, set_touch, stop
+from engine.store.transitions import advance_in, record_outcome, set_touch
 
 T, E, L = Touch.__table__, Enrollment.__table__, Lead.__table__
 S, IB = Suppression.__table__, InboundMessage.__table__
@@ -260,7 +259,7 @@ class QueueStore:
             r = {**r, **_plan_columns(d, p)}
             if (i := _try_insert(conn, r)) is None:
                 reason = f"step '{r['step_name']}' already has a touch"
-                stop(conn, r["enrollment_id"], r["lead_id"], "duplicate_step", now, reason)
+                stop(conn, r["lead_id"], [r["enrollment_id"]], "duplicate_step", now, reason)
                 continue
             replan.follow(conn, d, p, now)
             out.append({**r, "id": i})
@@ -356,7 +355,7 @@ class QueueStore:
         if blocked:
             return Begun(None, None, blocked)
         ctx = SendContext(
-            claim, _lead_of(t), t.e_enrolled_at,
+            claim, lead_record(t, "l_"), t.e_enrolled_at,
             lambda: _previous_email(conn, t.enrollment_id, t.id),
             bytes(t.raw), t.subject, t.body_text, t.in_reply_to, t.references,
         )
@@ -379,7 +378,7 @@ class QueueStore:
             stop_live(conn, t.lead_id, "suppressed", now)
         elif t.replied:
             reason = "the lead replied"
-            stop(conn, t.enrollment_id, t.lead_id, "replied", now, reason)
+            stop(conn, t.lead_id, [t.enrollment_id], "replied", now, reason)
         if reason:
             set_touch(conn, t, state=TouchState.skipped.value, error=reason, lease_until=None,
                       raw=b"")
@@ -411,7 +410,7 @@ class QueueStore:
                       lease_until=None, raw=b"")
             events.log(conn, "touch_failed", now, t.lead_id, t.enrollment_id, touch_id=t.id,
                        step=t.step_name, error=decision.reason)
-            stop(conn, t.enrollment_id, t.lead_id, "touch_failed", now, decision.reason)
+            stop(conn, t.lead_id, [t.enrollment_id], "touch_failed", now, decision.reason)
         elif isinstance(decision, Defer):
             set_touch(conn, t, state=TouchState.claimed.value, retry_at=decision.until,
                       claimed_by="", lease_until=None)
@@ -440,7 +439,7 @@ class QueueStore:
         ):
             return False
         if f.halt:
-            stop(conn, t.enrollment_id, t.lead_id, "schedule_error", now, f.halt)
+            stop(conn, t.lead_id, [t.enrollment_id], "schedule_error", now, f.halt)
         record_outcome(conn, t, f.outcome, None if f.halt else f.advance, now)
         return True
 
@@ -519,16 +518,6 @@ def _previous_email(conn: Connection, enrollment_id: int, touch_id: int) -> Prev
         .order_by(T.c.id.desc()).limit(1)
     ).first()
     return PreviousEmail(row.message_id, row.subject, row.references) if row else None
-
-
-def _lead_of(row: Any) -> LeadRecord:
-    m = row._mapping
-    return LeadRecord(
-        id=m["l_id"], email=m["l_email"], first_name=m["l_first_name"],
-        last_name=m["l_last_name"], company=m["l_company"], stage=m["l_stage"],
-        timezone=m["l_timezone"], owner=m["l_owner"], source=m["l_source"],
-        fields=dict(m["l_fields"] or {}),
-    )
 
 
 # DueEnrollment's fields, in its order.

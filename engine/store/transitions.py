@@ -122,13 +122,6 @@ def enroll_follow_on(conn: Connection, lead_id: int, sequence: str, nxt: Any,
     leads.enroll_one(conn, lead_id, sequence, nxt, now, f"on_finish:{after}")
 
 
-def stop(conn: Connection, enrollment_id: int, lead_id: int, reason: str, now: datetime,
-         detail: str = "") -> None:
-    """Stop one enrollment the send path gave up on (store/leads.stop, `detail` always
-    logged). Kept for store/queue.py's calls."""
-    leads.stop(conn, lead_id, [enrollment_id], reason, now, detail)
-
-
 def set_touch(conn: Connection, t: Any, **values: Any) -> None:
     """UPDATE touch SET values WHERE id = t.id (statements cached by the columns they set)."""
     key = tuple(sorted(values))
