@@ -8,13 +8,14 @@ second. Errors are `{"error": "...", "field": "..."}` with a 4xx status (web/err
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.domain.schedule import assume_utc
 from engine.domain.states import EnrollmentState
 from engine.web.auth import check_token
 from engine.web.errors import HttpError
@@ -89,7 +90,7 @@ def enroll(body: EnrollRequest, request: Request, response: Response) -> EnrollR
     return EnrollResponse(status="enrolled" if outcome.status == "enrolled" else "already",
                           email=outcome.email, sequence=body.sequence, lead_id=outcome.lead_id,
                           enrollment_id=outcome.enrollment_id,
-                          first_touch_at=aware(outcome.due_at))
+                          first_touch_at=assume_utc(outcome.due_at))
 
 
 @router.patch("/leads/{email}", summary="Change a lead's stage")
@@ -170,12 +171,7 @@ def handoffs(request: Request, state: Literal["open", "claimed", "closed"] | Non
     return [plain(asdict(h)) for h in rows]
 
 
-def aware(value: Any) -> Any:
-    """Times in the JSON carry their zone; a naive one is UTC (everything nurture stores is)."""
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def plain(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: aware(v) for k, v in row.items() if not isinstance(v, bytes)}
+    """A row as JSON-able values; times carry their zone (a naive one is UTC)."""
+    return {k: assume_utc(v) if isinstance(v, datetime) else v
+            for k, v in row.items() if not isinstance(v, bytes)}
