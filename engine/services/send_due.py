@@ -64,7 +64,12 @@ UNMAKEABLE = (ArithmeticError, ValueError, TypeError, LookupError, AttributeErro
               RecursionError, MemoryError, RenderError, ScheduleError)
 FINISH_TRIES = 5  # a delivered touch must be recorded: retry the commit before giving up
 ON_FINISH_RETRY = timedelta(minutes=15)  # look again for an on_finish target not loaded
-SEND_AHEAD = 4  # touches begun per SMTP connection, ahead of it (see in_flight)
+# Touches begun per SMTP connection (see in_flight). 1: a touch is begun only when a
+# connection is free for it, so the enrollment re-check inside begin_send is the last word
+# right before SMTP (a reply committed meanwhile stops it; issue 4's race). Begun further
+# ahead (4 was tried), a touch waited `sending` while a reply or a quota pause arrived and
+# went out anyway.
+SEND_AHEAD = 1
 
 
 @dataclass(frozen=True)
@@ -198,8 +203,7 @@ class SendDue:
 
     async def _run_claims(self, mailbox: str, claims: list[Claim], report: PassReport) -> None:
         # At most in_flight(connections) touches of a mailbox are `sending` at once: a crash
-        # leaves no more than that many in doubt. Those beyond the connections wait for one,
-        # already begun, so the next batch's render and commit overlap the relay's work.
+        # leaves no more than that many in doubt, and each begun touch goes to SMTP at once.
         slots = asyncio.Semaphore(in_flight(self.mailboxes[mailbox].smtp.connections))
         unstarted: list[Claim] = []
         await asyncio.gather(*(self._guarded(claim, slots, report, unstarted)

@@ -513,8 +513,10 @@ def _reaped(t: Any) -> bool:
 def _previous_email(conn: Connection, enrollment_id: int, touch_id: int) -> PreviousEmail | None:
     row = conn.execute(
         select(T.c.message_id, T.c.subject, T.c.references)
+        # state through an expression: SQLite would otherwise pick the partial
+        # (state, lease_until) index and read every sent touch, not this enrollment's few.
         .where(T.c.enrollment_id == enrollment_id, T.c.channel == "email",
-               T.c.state == TouchState.sent.value, T.c.id != touch_id)
+               T.c.state.concat("") == TouchState.sent.value, T.c.id != touch_id)
         .order_by(T.c.id.desc()).limit(1)
     ).first()
     return PreviousEmail(row.message_id, row.subject, row.references) if row else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, false, insert, not_, or_, select, update
@@ -30,6 +30,7 @@ from engine.store.transitions import advance_in, record_outcome, set_touch
 T, L, W = Touch.__table__, Lead.__table__, Worker.__table__
 E, S = Enrollment.__table__, Suppression.__table__
 HELD = (TouchState.claimed.value, TouchState.sending.value)
+LEASE_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # before any lease
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,11 @@ class WorkerStore:
         """Say this worker lives and extend the leases of the touches it holds."""
         with self.db.write() as conn:
             conn.execute(update(W).where(W.c.name == name).values(heartbeat_at=now))
+            # Every held touch has a lease: saying so lets the (state, lease_until) index
+            # serve this, instead of a scan of all touches on every beat.
             conn.execute(update(T).where(
                 T.c.claimed_by == name, T.c.state.in_(HELD), T.c.retry_at.is_(None),
+                T.c.lease_until > LEASE_EPOCH,
             ).values(lease_until=now + lease))
 
     def release(self, name: str, now: datetime) -> int:
