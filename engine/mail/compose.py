@@ -30,6 +30,7 @@ _ADDRESS = re.compile(r"^[^\s@<>()\[\],;:\"\\]+@[^\s@<>()\[\],;:\"\\]+\.[^\s@<>(
 _UTF8_QP = charsets.Charset("utf-8")
 _UTF8_QP.body_encoding = charsets.QP  # readable in raw form, unlike base64
 _LINE_END = re.compile("\r\n|\r|\n")
+_FIELD_NAME = re.compile("[!-9;-~]+")  # RFC 5322 2.2: printable ASCII except the colon
 _SHORT = 900  # name + value below this: one line, written as is (no folding to do)
 
 
@@ -79,7 +80,7 @@ def _headers(out: Outbound) -> list[tuple[str, str | Header]]:
             # base_url_not_https at start-up when it is not).
             put("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     for name, value in out.headers.items():
-        put(name, _text_header(name, value))
+        put(_field_name(name), _text_header(name, value))
     return list(head.values())
 
 
@@ -94,7 +95,8 @@ def _part(text: str, subtype: str, head: list[tuple[str, str | Header]] = ()) ->
     """A text part as MIMEText writes it (7bit when plain ASCII in short lines, else UTF-8
     quoted-printable), with `head` after its own headers when it is the whole message."""
     body = text if text.endswith("\n") else text + "\n"
-    if body.isascii() and max(map(len, body.splitlines() or [""])) <= 900:
+    # Measured on the line ends the output keeps (str.splitlines also splits on \f, \v...).
+    if body.isascii() and max(map(len, _LINE_END.split(body))) <= 900:
         charset, cte = "us-ascii", "7bit"
     else:
         charset, cte = "utf-8", "quoted-printable"
@@ -145,6 +147,15 @@ def _checked(name: str, value: str) -> str:
             raise HeaderInjection(f"header {name}", None,
                                   f"the {name} header has a malformed encoded word") from None
     return value
+
+
+def _field_name(name: str) -> str:
+    """A header name as RFC 5322 allows it, or HeaderInjection: a name carrying a colon, a
+    space or a line break would write other headers."""
+    if not _FIELD_NAME.fullmatch(name):
+        raise HeaderInjection(f"header {name[:60]!r}", None,
+                              f"{name[:60]!r} is not a header name (printable ASCII, no colon)")
+    return name
 
 
 def _text_header(name: str, value: str) -> str | Header:

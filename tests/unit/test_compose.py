@@ -175,6 +175,21 @@ def test_a_line_break_in_a_lead_name_is_refused() -> None:
         message_bytes(outbound(to_name="Eve\r\nBcc: eve@evil.test"))
 
 
+@pytest.mark.parametrize(
+    "name", ["X-Evil\r\nBcc: v@z.test\r\nX-A", "X Space", "X:Colon", "", "X-Zoë"])
+def test_a_header_name_that_is_not_one_is_refused(name: str) -> None:
+    """Header names are checked too: a name with a line break, space or colon cannot add a Bcc."""
+    with pytest.raises(HeaderInjection):
+        message_bytes(outbound(headers={name: "1"}))
+
+
+def test_a_long_line_split_only_by_a_form_feed_is_not_written_as_7bit() -> None:
+    """Line length is measured on CR/LF, the only line ends the output keeps."""
+    raw = message_bytes(outbound(html="", text="a" * 600 + "\f" + "a" * 600))
+    assert max(map(len, raw.split(b"\r\n"))) <= 998
+    assert b"quoted-printable" in raw
+
+
 def test_a_broken_address_is_refused() -> None:
     """An address without a domain is an error naming the header."""
     with pytest.raises(HeaderInjection, match="To"):
