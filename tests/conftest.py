@@ -1,7 +1,8 @@
 """Shared test set-up: a scrubbed environment and the rule for real servers.
 
 Real-server tests (PostgreSQL, Dovecot, chromium) skip on a developer machine that lacks
-the server, but FAIL when CI=true: a missing server in CI is a broken CI, not a pass.
+the server, but FAIL when CI is set: a missing server in CI is a broken CI, not a pass. In CI
+every skip, from `require` or anywhere else, is reported as a failure.
 """
 
 from __future__ import annotations
@@ -18,15 +19,26 @@ from tests.servers.smtp_sink import SmtpSink
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 PG_ADMIN_URL = os.environ.get("NURTURE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def require(available: bool, what: str) -> None:
-    """Skip when a server is missing locally; fail when CI=true."""
+    """Skip when a server is missing locally; fail in CI."""
     if available:
         return
-    if os.environ.get("CI", "").lower() == "true":
+    if IN_CI:
         pytest.fail(f"{what} is required in CI but is not available")
     pytest.skip(f"{what} is not available on this machine")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """In CI a skipped test is a failed one: nothing that should have run passes silently."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, which hides a failure: {report.longrepr}"
 
 
 @pytest.fixture(autouse=True)
