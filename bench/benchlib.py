@@ -3,6 +3,7 @@ and writing one script's section of bench/README.md without touching the others'
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import re
@@ -22,6 +23,23 @@ if str(ROOT) not in sys.path:
 
 PG_ADMIN = os.environ.get("NURTURE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 README = ROOT / "bench" / "README.md"
+DATABASES = ("sqlite", "postgres")
+
+
+def parser(doc: str, *, db: str | None = "both", write: bool = True) -> argparse.ArgumentParser:
+    """The options the bench scripts share: --db (default `db`; none when None) and --write;
+    the description is the docstring's first paragraph."""
+    ap = argparse.ArgumentParser(description=" ".join(doc.split("\n\n")[0].split()))
+    if db is not None:
+        ap.add_argument("--db", choices=[*DATABASES, "both"], default=db)
+    if write:
+        ap.add_argument("--write", action="store_true", help="update bench/README.md")
+    return ap
+
+
+def kinds(db: str) -> list[str]:
+    """The databases a --db value names."""
+    return list(DATABASES) if db == "both" else [db]
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from benchlib import database, machine, pct, rss_mb, write_section  # first: sys.path
+from benchlib import database, kinds, machine, parser, pct, rss_mb, write_section  # first: sys.path
 
 from tests.servers.nurture_proc import SEQUENCE, Project
 
@@ -198,12 +198,10 @@ RSS < 200 MB.
 
 
 def main(argv: list[str] | None = None) -> str:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    ap = parser(__doc__)
     ap.add_argument("--enrollments", type=int, default=1_000_000)
     ap.add_argument("--claims", type=int, default=10)
     ap.add_argument("--quick", action="store_true", help="100,000 enrollments, 5 claims")
-    ap.add_argument("--write", action="store_true", help="update bench/README.md")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child process
     args = ap.parse_args(argv)
     if args.measure:
@@ -212,8 +210,8 @@ def main(argv: list[str] | None = None) -> str:
     if args.quick:
         args.enrollments, args.claims = 100_000, 5
     started = machine()
-    kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    text = report([run(k, args.enrollments, args.claims) for k in kinds], args.claims, started)
+    dbs = kinds(args.db)
+    text = report([run(k, args.enrollments, args.claims) for k in dbs], args.claims, started)
     print(text)
     if args.write:
         write_section("due_claim", "Picking a due batch among a million enrollments", text)

@@ -15,14 +15,13 @@ bench/http_enroll.py. Target: p50 < 250 ms.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchlib import database, machine, pct, write_section  # first: sys.path
+from benchlib import database, kinds, machine, parser, pct, write_section  # first: sys.path
 
 from engine.app import App
 from engine.settings import Settings
@@ -90,17 +89,15 @@ email (first step `after: 0m`). Target: p50 < 250 ms.
 
 
 def main(argv: list[str] | None = None) -> str:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    ap = parser(__doc__)
     ap.add_argument("--leads", type=int, default=50)
     ap.add_argument("--quick", action="store_true", help="15 leads")
-    ap.add_argument("--write", action="store_true", help="update bench/README.md")
     args = ap.parse_args(argv)
     if args.quick:
         args.leads = 15
     started = machine()
-    kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    text = report({k: run(k, args.leads) for k in kinds}, args.leads, started)
+    dbs = kinds(args.db)
+    text = report({k: run(k, args.leads) for k in dbs}, args.leads, started)
     print(text)
     if args.write:
         write_section("first_touch", "Enroll -> first touch, daemon in its own process", text)

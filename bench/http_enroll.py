@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+from benchlib import kinds, parser  # noqa: E402
 
 from tests.servers.smtp_sink import SmtpSink  # noqa: E402
 
@@ -171,14 +172,13 @@ HEADER = ("| database | scenario | leads | p50 ms | p90 ms | p99 ms | max ms | "
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    ap = parser(__doc__, write=False)
     ap.add_argument("--leads", type=int, default=200)
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients in the burst")
     ap.add_argument("--append", action="store_true", help="append to bench/README.md")
     args = ap.parse_args()
-    kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    lines = [r.line() for kind in kinds for r in run(kind, args.leads, args.clients)]
+    dbs = kinds(args.db)
+    lines = [r.line() for kind in dbs for r in run(kind, args.leads, args.clients)]
     report = "\n".join([HEADER, *lines])
     print(report)
     if args.append:

@@ -18,7 +18,6 @@ database:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -30,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import database, machine, write_section  # first: sys.path
+from benchlib import database, kinds, machine, parser, write_section  # first: sys.path
 
 from tests.servers.nurture_proc import SEQUENCE, Project, _cmd
 
@@ -182,22 +181,20 @@ under a minute".
 
 
 def main(argv: list[str] | None = None) -> str:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    ap = parser(__doc__)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="10,000 rows")
-    ap.add_argument("--write", action="store_true", help="update bench/README.md")
     args = ap.parse_args(argv)
     if args.quick:
         args.rows = 10_000
     started = machine()
-    kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    dbs = kinds(args.db)
     with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp:
         csv_path = Path(tmp) / "leads.csv"
         bad, repeats = write_csv(csv_path, args.rows)
         expected = {"enrolled": args.rows - bad - repeats, "already": 0,
                     "duplicates": repeats, "rejected": bad}
-        results = [run(kind, csv_path, expected) for kind in kinds]
+        results = [run(kind, csv_path, expected) for kind in dbs]
     text = report(results, args.rows, bad, repeats, started)
     print(text)
     if args.write:

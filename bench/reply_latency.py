@@ -16,7 +16,6 @@ scenarios:
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import signal
@@ -36,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchlib import git_head  # noqa: E402
+from benchlib import git_head, kinds, parser  # noqa: E402
 
 from tests.servers.dovecot import DEFAULT_PASSWORD, DEFAULT_USER, Dovecot  # noqa: E402
 from tests.servers.smtp_sink import SmtpSink  # noqa: E402
@@ -292,15 +291,14 @@ def report(results: list[Result], leads: int, kinds: list[str], load: float) -> 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="sqlite")
+    ap = parser(__doc__, db="sqlite", write=False)
     ap.add_argument("--leads", type=int, default=50, help="replies per scenario")
     ap.add_argument("--append", action="store_true", help="add the results to bench/README.md")
     args = ap.parse_args()
-    kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    dbs = kinds(args.db)
     load = os.getloadavg()[0]
-    results = [r for kind in kinds for r in run(kind, args.leads)]
-    text = report(results, args.leads, kinds, load)
+    results = [r for kind in dbs for r in run(kind, args.leads)]
+    text = report(results, args.leads, dbs, load)
     print(text)
     if args.append:
         readme = ROOT / "bench" / "README.md"

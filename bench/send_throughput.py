@@ -16,7 +16,6 @@ Ratio = engine msgs/s / bare msgs/s (medians over the repeats). Target >= 0.7.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -29,7 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiosmtplib
-from benchlib import database, machine, write_section  # first: puts the repository on sys.path
+from benchlib import (  # first: puts the repository on sys.path
+    database,
+    machine,
+    parser,
+    write_section,
+)
 
 from engine.app import App
 from engine.daemon.logs import configure
@@ -182,12 +186,11 @@ per message; they move much less with the machine's load than msgs/s do.
 
 
 def main(argv: list[str] | None = None) -> str:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, db=None)
     ap.add_argument("--messages", type=int, default=2000)
     ap.add_argument("--connections", default="1,2,4", help="comma-separated counts")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="300 messages, C=2, one repeat")
-    ap.add_argument("--write", action="store_true", help="update bench/README.md")
     args = ap.parse_args(argv)
     if args.quick:
         args.messages, args.connections, args.repeats = 300, "2", 1
