@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from engine.domain.correlation import sendable_address
 from engine.domain.sequence import check_timezone
 from engine.errors import ConfigError
 
@@ -38,7 +39,8 @@ def _address(value: str) -> str:
         return value
     try:
         parsed = ParsedAddress(addr_spec=value)
-        good = bool(parsed.username and parsed.domain) and value.isascii()
+        good = (bool(parsed.username and parsed.domain) and value.isascii()
+                and sendable_address(value))  # what compose will accept in From/To
     except (ValueError, IndexError, HeaderParseError):
         good = False
     if not good:

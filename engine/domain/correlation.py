@@ -44,6 +44,15 @@ def parse_message_id(message_id: str) -> TouchKey | None:
     return TouchKey(int(m["enr"], 36), int(m["step"]), int(m["occ"]))
 
 
+# local@domain.tld with nothing a header could misread: what compose writes into From/To.
+_SENDABLE = re.compile(r"^[^\s@<>()\[\],;:\"\\]+@[^\s@<>()\[\],;:\"\\]+\.[^\s@<>()\[\],;:\"\\]+$")
+
+
+def sendable_address(address: str) -> bool:
+    """Whether nurture can put `address` in a From/To header (compose and the config agree)."""
+    return bool(_SENDABLE.match(address))
+
+
 def domain_of(address: str) -> str:
     """The domain part of an address (`sales@example.com` -> `example.com`)."""
     return address.rpartition("@")[2].strip().lower()

@@ -18,6 +18,7 @@ from email.errors import HeaderParseError
 from email.header import Header, decode_header, make_header
 from email.utils import format_datetime, formataddr
 
+from engine.domain.correlation import sendable_address
 from engine.domain.touch import Outbound
 from engine.errors import HeaderInjection
 
@@ -26,7 +27,6 @@ from engine.errors import HeaderInjection
 POLICY = policy.compat32.clone(linesep="\r\n", max_line_length=998)
 # C0 controls except TAB, DEL, NEL and the Unicode line/paragraph separators.
 _BAD = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
-_ADDRESS = re.compile(r"^[^\s@<>()\[\],;:\"\\]+@[^\s@<>()\[\],;:\"\\]+\.[^\s@<>()\[\],;:\"\\]+$")
 _UTF8_QP = charsets.Charset("utf-8")
 _UTF8_QP.body_encoding = charsets.QP  # readable in raw form, unlike base64
 _LINE_END = re.compile("\r\n|\r|\n")
@@ -167,7 +167,7 @@ def _address(name: str, addr: str, header: str) -> str:
     _checked(header, name)
     check_header(header, addr)
     addr = addr.strip()
-    if not _ADDRESS.match(addr):
+    if not sendable_address(addr):
         raise HeaderInjection(f"header {header}", None, f"'{addr}' is not an email address")
     try:
         return formataddr((name.strip(), addr), charset="utf-8")

@@ -243,3 +243,16 @@ def test_no_secret_key_is_a_config_error() -> None:
     """Signing without NURTURE_SECRET_KEY says how to set it."""
     with pytest.raises(ConfigError, match="NURTURE_SECRET_KEY"):
         make_token("", 1, "s", "ada@example.com")
+
+
+@pytest.mark.parametrize("address", ["sales@localhost", "a@[127.0.0.1]", '"a b"@x.com'])
+def test_the_config_refuses_a_mailbox_address_compose_could_not_send_from(address: str) -> None:
+    """Config and compose share one rule: an address the config takes never fails every send."""
+    from pydantic import ValidationError
+
+    from engine.settings import MailboxConfig, SmtpConfig
+
+    with pytest.raises(HeaderInjection):
+        message_bytes(outbound(from_addr=address))
+    with pytest.raises(ValidationError, match="not an email address"):
+        MailboxConfig(address=address, smtp=SmtpConfig(host="127.0.0.1"))
