@@ -18,6 +18,8 @@ from datetime import date, timedelta
 
 from dateutil.relativedelta import FR, MO, SA, SU, TH, TU, WE, relativedelta, weekday
 
+from engine.domain.schedule import add_business_days
+
 _MONTHS = {
     1: "january jan januar jänner janvier janv enero ene januari janeiro",
     2: "february feb februar février fevrier févr fevr febrero februari fevereiro fev",
@@ -99,17 +101,9 @@ def find_return_date(text: str, sent: date | None) -> date | None:
             back = plausible.pop()
             after = text[cue.end() + found.end() : cue.end() + found.end() + 20]
             if _INCLUSIVE_CUE.search(cue.group(0)) or _INCLUSIVE_AFTER.match(after):
-                return _next_weekday(back)
+                return add_business_days(back, 1, None)  # the first weekday after
             return back
     return None
-
-
-def _next_weekday(last_day_away: date) -> date:
-    """The first Monday-to-Friday after the last day away."""
-    day = last_day_away + timedelta(days=1)
-    while day.weekday() >= 5:
-        day += timedelta(days=1)
-    return day
 
 
 def _plausible(value: date, sent: date | None) -> bool:

@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from engine.errors import ConfigError, DatabaseError
@@ -192,5 +191,5 @@ def ping(db: Database) -> None:
     try:
         with db.read() as conn:
             conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
+    except sa_exc.DBAPIError as exc:  # unreachable, or a file that is not a database
         raise DatabaseError(f"cannot reach the database {db.safe_url}: {_one_line(exc)}") from exc

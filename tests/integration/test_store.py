@@ -240,3 +240,14 @@ def test_a_stop_moves_only_live_enrollments_and_logs_each_once(store: Store) -> 
     assert (rows[second].state, rows[second].stop_reason) == ("stopped", "unsubscribe")
     assert rows[second].paused_until is None and rows[second].next_due_at is None
     assert stopped == [second]
+
+
+def test_ping_of_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    """/healthz and /metrics ping the database: a broken file is DatabaseError, not a traceback."""
+    from engine.errors import DatabaseError
+    from engine.store.db import Database, ping
+
+    junk = tmp_path / "nurture.db"
+    junk.write_bytes(b"not a database" * 100)
+    with pytest.raises(DatabaseError, match="not a database"):
+        ping(Database(f"sqlite:///{junk}"))
