@@ -95,9 +95,15 @@ def _delivery_notice(mail: InboundMail, _fresh: str) -> Classification | None:
     return None
 
 
+def _to_unsubscribe_address(mail: InboundMail, _fresh: str) -> Classification | None:
+    """Our unsubscribe address only receives requests to stop, whatever the mail client's
+    wording (one-click mailto messages say they were generated automatically)."""
+    why = address_reason(mail)
+    return None if why is None else Classification(InboundKind.unsubscribe, why,
+                                                   written_by_person=True)
+
+
 def _auto_reply(mail: InboundMail, fresh: str) -> Classification | None:
-    if address_reason(mail):
-        return None  # our unsubscribe address only receives requests to stop
     why = autoreplies.auto_reply_reason(mail, fresh)
     if why is None:
         return None
@@ -107,7 +113,7 @@ def _auto_reply(mail: InboundMail, fresh: str) -> Classification | None:
 
 
 def _unsubscribe(mail: InboundMail, fresh: str) -> Classification | None:
-    why = address_reason(mail) or unsubscribe_reason(mail, fresh)
+    why = unsubscribe_reason(mail, fresh)
     if why is None:
         return None
     return Classification(InboundKind.unsubscribe, why, written_by_person=True)
@@ -154,5 +160,6 @@ def _reply_evidence(mail: InboundMail) -> str:
 
 
 _RULES: tuple[Callable[[InboundMail, str], Classification | None], ...] = (
-    _report, _challenge, _bounce, _delivery_notice, _auto_reply, _unsubscribe, _not_a_reply,
+    _report, _challenge, _bounce, _delivery_notice, _to_unsubscribe_address, _auto_reply,
+    _unsubscribe, _not_a_reply,
 )
