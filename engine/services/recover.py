@@ -109,6 +109,6 @@ class Recovery:
         """A touch that failed (a template, a lead's missing field, a refused message) made
         again on the next pass, its enrollment going on: the operator fixed the cause, in the
         template or in the lead's data (`values`, merged into the lead as enroll does)."""
-        _, record = self.workers.load(touch_id)
-        lead = parse_lead(record.lead.email, values) if values else None
+        # The lead is read only to name it in `values`; workers.retry checks the touch itself.
+        lead = parse_lead(self.workers.load(touch_id)[1].lead.email, values) if values else None
         self.workers.retry(touch_id, self.clock.now(), by, lead)
