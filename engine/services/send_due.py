@@ -107,9 +107,9 @@ class SendDue:
         self.stopping = False
         self._paused: dict[str, datetime] = {}
         self._leftovers: list[Callable[[], object]] = []
-        # Touches that reach begin (or finish) together share one transaction and commit.
-        self._begin = Batched(self._begin_batch)
-        self._record = Batched(self._finish_batch)
+        # Touches that reach begin or finish together share one transaction and commit:
+        # a connection's next touch is begun while its last one is recorded.
+        self._write = Batched(self._write_batch)
 
     # --- one pass ------------------------------------------------------------------------
 
@@ -202,8 +202,8 @@ class SendDue:
         return NoStep(reason, advance.follow_on)
 
     async def _run_claims(self, mailbox: str, claims: list[Claim], report: PassReport) -> None:
-        # At most in_flight(connections) touches of a mailbox are `sending` at once: a crash
-        # leaves no more than that many in doubt, and each begun touch goes to SMTP at once.
+        # At most in_flight(connections) touches of a mailbox are begun and not yet through
+        # SMTP, so each begun touch goes to SMTP at once (see in_flight).
         slots = asyncio.Semaphore(in_flight(self.mailboxes[mailbox].smtp.connections))
         unstarted: list[Claim] = []
         await asyncio.gather(*(self._guarded(claim, slots, report, unstarted)
@@ -215,20 +215,27 @@ class SendDue:
 
     async def _guarded(self, claim: Claim, slots: asyncio.Semaphore, report: PassReport,
                        unstarted: list[Claim]) -> None:
-        async with slots:
+        await slots.acquire()
+        slot = _Slot(slots)
+        try:
             # Checked between touches: a SIGTERM mid-batch lets the SMTP transactions in
             # flight finish and be recorded, and hands the rest back (Message-IDs kept).
             if self.stopping:
                 unstarted.append(claim)
                 return
-            await self.process(claim, report)
+            await self.process(claim, report, slot)
+        finally:
+            slot.free()
 
     # --- one touch -----------------------------------------------------------------------
 
-    async def process(self, claim: Claim, report: PassReport) -> None:
-        """One touch, start to end; whatever goes wrong with it stays with it."""
+    async def process(self, claim: Claim, report: PassReport, slot: _Slot | None = None,
+                      ) -> None:
+        """One touch, start to end; whatever goes wrong with it stays with it. `slot` is
+        freed once its SMTP transaction is over, so the next touch is begun (re-checked
+        right before its own SMTP transaction) while this one is recorded."""
         try:
-            await self._process(claim, report)
+            await self._process(claim, report, slot or _Slot(None))
         except Exception as exc:  # noqa: BLE001 - one bad touch never stops the pass
             report.tally("error")
             reason = f"{type(exc).__name__}: {exc}"
@@ -240,9 +247,9 @@ class SendDue:
                                 retry_at, f"error: {reason}"))
             await self._run_leftovers()
 
-    async def _process(self, claim: Claim, report: PassReport) -> None:
+    async def _process(self, claim: Claim, report: PassReport, slot: _Slot) -> None:
         seq = self.catalog.sequences.get(claim.sequence)
-        begun = await self._begin(claim)
+        begun = await self._write(claim)
         if begun.decision is None or begun.context is None:
             report.tally("blocked")
             log.info("touch_blocked", **_ids(claim), reason=begun.blocked)
@@ -254,6 +261,7 @@ class SendDue:
                      **_why(decision))
             return
         outcome = await self._smtp(claim, decision)
+        slot.free()
         advance, halt = None, ""
         if isinstance(outcome, Delivered) and seq is not None:
             try:
@@ -267,10 +275,17 @@ class SendDue:
         if recorded and isinstance(outcome, Delivered):
             await self._copy_to_sent(claim, decision.raw)
 
-    def _begin_batch(self, claims: list[Claim]) -> list[Begun | Exception]:
+    def _write_batch(self, items: list[Claim | Finished]) -> list[Begun | bool | Exception]:
         now = self.clock.now()
-        return self.queue.begin_sends(claims, self.settings.worker, now, self.settings.lease,
-                                      partial(self._decide_at, now))
+        begins = [i for i in items if isinstance(i, Claim)]
+        done = [i for i in items if isinstance(i, Finished)]
+        begun, finished = self.queue.send_writes(begins, done, self.settings.worker, now,
+                                                 self.settings.lease,
+                                                 partial(self._decide_at, now))
+        out: dict[int, Begun | bool | Exception] = {
+            id(i): r for i, r in [*zip(begins, begun, strict=True),
+                                  *zip(done, finished, strict=True)]}
+        return [out[id(i)] for i in items]
 
     def _decide_at(self, now: datetime, ctx: SendContext) -> Decision:
         return self._decide(self.catalog.sequences.get(ctx.claim.sequence), now, ctx)
@@ -326,7 +341,7 @@ class SendDue:
         done = Finished(claim, outcome, advance, halt)
         for attempt in range(FINISH_TRIES):
             try:
-                return await self._record(done)
+                return await self._write(done)
             except Exception:
                 if attempt == FINISH_TRIES - 1:
                     # Still `sending` (our lease kept by the heartbeat): recorded by a later
@@ -337,9 +352,6 @@ class SendDue:
                 log.warning("touch_finish_retry", **_ids(claim), exc_info=True)
                 await asyncio.sleep(0.2 * 2**attempt)
         return False
-
-    def _finish_batch(self, done: list[Finished]) -> list[bool | Exception]:
-        return self.queue.finishes(done, self.clock.now())
 
     def _later(self, write: Callable[[], object]) -> None:
         self._leftovers.append(write)
@@ -380,9 +392,22 @@ class SendDue:
                         bounce=outcome.bounce)
 
 
+class _Slot:
+    """A held place in a mailbox's semaphore, freed once (after SMTP, or at the end)."""
+
+    def __init__(self, slots: asyncio.Semaphore | None) -> None:
+        self._slots = slots
+
+    def free(self) -> None:
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            slots.release()
+
+
 def in_flight(connections: int) -> int:
-    """How many touches of a mailbox may be `sending` at once (begun, not yet recorded):
-    SEND_AHEAD per SMTP connection. A crash leaves at most this many in doubt."""
+    """How many touches of a mailbox may be begun and not yet through SMTP: SEND_AHEAD per
+    SMTP connection. A touch whose SMTP transaction is over frees its place before it is
+    recorded, so a crash leaves at most twice this many in doubt, half of them sent."""
     return SEND_AHEAD * max(connections, 1)
 
 

@@ -325,6 +325,19 @@ class QueueStore:
         return self._each_in_one(claims, partial(self._begin_in, worker=worker, now=now,
                                                  lease=lease, decide=decide))
 
+    def send_writes(
+        self, begins: Sequence[Claim], done: Sequence[Finished], worker: str, now: datetime,
+        lease: timedelta, decide: Decider,
+    ) -> tuple[list[Begun | Exception], list[bool | Exception]]:
+        """begin_sends and finishes in one transaction (one durable commit on SQLite): a
+        connection's next touch is begun while its last one is recorded. Finishes first."""
+        begin = partial(self._begin_in, worker=worker, now=now, lease=lease, decide=decide)
+        finish = partial(self._finish_in, now=now)
+        results = self._each_in_one(
+            [*done, *begins], lambda conn, item: (
+                finish(conn, item) if isinstance(item, Finished) else begin(conn, item)))
+        return results[len(done):], results[:len(done)]  # type: ignore[return-value]
+
     def _each_in_one(self, items: Sequence[Any], work: Callable[[Connection, Any], R],
                      ) -> list[R | Exception]:
         """`work(conn, item)` for each item, in one transaction on SQLite. If one raises,

@@ -27,12 +27,17 @@ class ReplyWhileSending(FakeSender):
         self.env: Env | None = None
         self.in_flight_at_reply: set[str] = set()
         self.replied = False
+        self.replies_committed = asyncio.Event()
 
     async def send(self, mailbox: str, sender: str, recipient: str, raw: bytes) -> FakeReply:
         if self.env is not None and not self.replied:
             self.replied = True  # once, during the pass's first SMTP transaction
             await asyncio.to_thread(self._everyone_else_replies, self.env)
+            self.replies_committed.set()
         await asyncio.sleep(0.05)  # the relay's time: the other connection works meanwhile
+        # ... but its transaction ends only after the replies are committed: what it begins
+        # next is begun after them (otherwise it could beat a reply that is still on its way)
+        await self.replies_committed.wait()
         return await super().send(mailbox, sender, recipient, raw)
 
     def _everyone_else_replies(self, env: Env) -> None:
