@@ -23,7 +23,7 @@ from engine.store import tables  # noqa: F401 - registers the tables on the meta
 from engine.store.group_commit import GroupCommit
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-SCHEMA_HEAD = "0005"  # bump with every new revision (reading the scripts costs 0.3 s a command)
+SCHEMA_HEAD = "0006"  # bump with every new revision (reading the scripts costs 0.3 s a command)
 SQLITE_BUSY_MS = 10_000
 
 

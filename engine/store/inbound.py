@@ -151,11 +151,11 @@ def resume_paused(conn: Connection, sequences: Sequence[str], now: datetime,
 
     Their next step keeps its due time, so one that fell due during the pause is due now.
     """
-    # A literal state matches the partial index ix_enrollment_paused; `sequence || ''` keeps
-    # the planner off the sequence index (a scan of every enrollment at each claim).
+    # A literal state matches the partial index ix_enrollment_paused (sequence, paused_until):
+    # only the ended pauses of these sequences are read.
     q = select(E.c.id, E.c.lead_id).where(
         E.c.state == literal_column("'paused'"), E.c.paused_until <= now,
-        E.c.sequence.concat("").in_(list(sequences)))
+        E.c.sequence.in_(list(sequences)))
     rows = conn.execute(q.with_for_update(skip_locked=True) if skip_locked else q).all()
     if not rows:
         return 0

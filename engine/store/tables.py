@@ -48,9 +48,10 @@ class Enrollment(SQLModel, table=True):
             sqlite_where=text("state = 'active'"),
             postgresql_where=text("state = 'active'"),
         ),
-        # Pauses that end (checked with every claim): only paused rows are indexed.
+        # Pauses that end (checked with every claim, for the claimed sequences): only
+        # paused rows are indexed.
         Index(
-            "ix_enrollment_paused", "paused_until",
+            "ix_enrollment_paused", "sequence", "paused_until",
             sqlite_where=text("state = 'paused'"),
             postgresql_where=text("state = 'paused'"),
         ),
@@ -97,7 +98,9 @@ class Touch(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     enrollment_id: int = Field(foreign_key="enrollment.id")  # indexed by uq_touch_step
-    lead_id: int = Field(foreign_key="lead.id", index=True)
+    # Its enrollment's lead_id, copied for lookups by lead; no foreign key of its own (the
+    # enrollment's ties it to the lead, and a claim of 500 touches would check it 500 times).
+    lead_id: int = Field(index=True)
     sequence: str
     step_name: str
     step_index: int
