@@ -123,14 +123,14 @@ def preview(
     """Show the emails (subject and text) and task notes a lead would get."""
     out, p = _out(), _prepare(config, sequence, sequences, templates, lead, set_)
     settings, seq, the_lead = p.settings, p.seq, p.lead
-    touches = _touches(settings, p.catalog, seq, the_lead, datetime.now(UTC), None, [], 500)
+    touches = preview_touches(settings, p.catalog, seq, the_lead, datetime.now(UTC), None, [], 500)
     touches = _one_per_step(touches, seq.name)
     if step is not None:
         touches = [t for t in touches if t.entry.step == step]
         if not touches:
             names = ", ".join(s.name for s in seq.steps)
             raise NotFound(f"no step named '{step}' in '{seq.name}'; its steps are: {names}")
-    sender = _sender(settings, seq)
+    sender = preview_sender(settings, seq)
     for touch in touches:
         out.print(_panel(touch, sender, the_lead))
     if html is not None:
@@ -161,7 +161,7 @@ def simulate(
     replied = _moment(reply_at, "--reply-at", lambda t: parse_moment(t, zone, now))
     changes = [_moment(s, "--stage", lambda t: parse_stage_change(t, zone, now))
                for s in stage or []]
-    touches = _touches(settings, catalog, seq, the_lead, started, replied, changes, limit)
+    touches = preview_touches(settings, catalog, seq, the_lead, started, replied, changes, limit)
     out.print(_table(touches, f"{seq.name} for {the_lead.get('email')}"))
     out.print(_summary(touches, limit))
 
@@ -222,7 +222,7 @@ def _moment(text: str | None, option: str, parse: Any) -> Any:
         raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
-def _sender(settings: Settings, seq: Sequence) -> dict[str, str]:
+def preview_sender(settings: Settings, seq: Sequence) -> dict[str, str]:
     """The mailbox's real name, address and signature when configured, else a sample."""
     sender = default_sample_sender()
     box = settings.mailboxes.get(seq.mailbox)
@@ -234,15 +234,17 @@ def _sender(settings: Settings, seq: Sequence) -> dict[str, str]:
     return sender
 
 
-def _touches(settings: Settings, catalog: Catalog, seq: Sequence, lead: dict[str, Any],
-             start: datetime, reply_at: datetime | None,
-             changes: list[tuple[datetime, str]], limit: int) -> list[Touch]:
+def preview_touches(settings: Settings, catalog: Catalog, seq: Sequence, lead: dict[str, Any],
+                    start: datetime, reply_at: datetime | None,
+                    changes: list[tuple[datetime, str]], limit: int) -> list[Touch]:
+    """The lead's timeline rendered as the daemon would send it (also `lead_check`)."""
     flat = lead_view(lead)  # `when:` reads custom fields by their plain names
     entries = simulate_timeline(catalog.sequences, seq.name, flat, start,
                                 settings.default_timezone, reply_at, changes, limit)
     renderer = Renderer(catalog.templates_dir)
     url = f"{settings.base_url.rstrip('/')}/u/preview"
-    return render_entries(entries, catalog.sequences, renderer, lead, _sender(settings, seq), url)
+    return render_entries(entries, catalog.sequences, renderer, lead,
+                          preview_sender(settings, seq), url)
 
 
 def _one_per_step(touches: list[Touch], name: str) -> list[Touch]:

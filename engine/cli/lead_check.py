@@ -15,10 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.app import App
-from engine.authoring.preview import render_entries
-from engine.authoring.templates import Renderer
-from engine.domain.context import default_sample_sender, lead_view
-from engine.domain.timeline import simulate as simulate_timeline
+from engine.cli.authoring import preview_touches
 from engine.errors import NurtureError
 
 Row = tuple[int, Mapping[str, Any]]
@@ -27,14 +24,12 @@ Row = tuple[int, Mapping[str, Any]]
 def render_problems(app: App, sequence: str, values: Mapping[str, Any]) -> list[str]:
     """'step: error' for each step whose email or note would not render for this lead."""
     lead = {k: v for k, v in values.items() if v not in ("", None)}
-    catalog = app.catalog
-    sender = {**default_sample_sender(), "postal_address": app.settings.postal_address}
+    seq = app.catalog.sequences.get(sequence)
+    if seq is None:
+        return []
     try:
-        entries = simulate_timeline(catalog.sequences, sequence, lead_view(lead),
-                                    datetime.now(UTC), app.settings.default_timezone,
-                                    max_entries=50)
-        touches = render_entries(entries, catalog.sequences, Renderer(catalog.templates_dir),
-                                 lead, sender, "https://example.invalid/u/check")
+        touches = preview_touches(app.settings, app.catalog, seq, lead, datetime.now(UTC),
+                                  None, [], 50)
     except NurtureError:
         return []  # a lead the import rejects anyway (a bad zone): nothing to add
     return list(dict.fromkeys(f"{t.entry.step}: {t.error}" for t in touches if t.error))
