@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.servers.polling import wait_until
 from tests.servers.smtp_sink import SmtpSink
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -94,13 +94,7 @@ def _json(line: str) -> dict[str, Any]:
 
 
 def until(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    """Poll a condition the test cannot be signalled about; returns its truthy value."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return value
+    return wait_until(condition, timeout, what, every=0.05)
 
 
 def subject(raw: bytes) -> str:

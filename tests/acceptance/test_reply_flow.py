@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers.dovecot import DEFAULT_PASSWORD, DEFAULT_USER, Dovecot
+from tests.servers.polling import wait_until
 from tests.servers.smtp_sink import Received, SmtpSink
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.slow]
@@ -70,13 +70,7 @@ def _env() -> dict[str, str]:
 
 
 def wait_for(what: str, condition: Callable[[], object]) -> object:
-    """Poll a condition in another process's world (the daemon gives no signal)."""
-    deadline = time.monotonic() + WAIT
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return value
+    return wait_until(condition, WAIT, what, every=0.05)
 
 
 def to(sink: SmtpSink, address: str) -> list[Received]:

@@ -25,7 +25,8 @@ import pytest
 from engine.app import App
 from engine.settings import Settings
 from tests.servers.dovecot import DEFAULT_PASSWORD, DEFAULT_USER, Dovecot
-from tests.servers.nurture_proc import Daemon, Project, TouchFact, record_count, wait_until
+from tests.servers.nurture_proc import Daemon, Project, TouchFact, record_count
+from tests.servers.polling import wait_until
 from tests.servers.smtp_sink import SinkProcess
 
 LEADS, STEPS, KILLS = 300, 2, 12

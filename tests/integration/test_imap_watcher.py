@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -15,6 +14,7 @@ import pytest
 from engine.mail.imap import MailboxWatcher, MemoryCursors, RawInbound
 from engine.settings import ImapConfig
 from tests.servers.dovecot import DEFAULT_PASSWORD, DEFAULT_USER, Dovecot, make_message
+from tests.servers.polling import holds_within
 
 pytestmark = pytest.mark.dovecot
 
@@ -54,14 +54,8 @@ class Recorder:
         return [message_id_of(m) for m in self.seen]
 
 
-def wait_until(condition: Callable[[], bool]) -> bool:
-    """Poll a condition nothing signals (a watcher's status); ends as soon as it holds."""
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+def wait_until(condition: Callable[[], object]) -> object:
+    return holds_within(condition, WAIT)
 
 
 def ready(watcher: MailboxWatcher) -> bool:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.nurture_proc import Project, wait_until
+from tests.servers.nurture_proc import Project
+from tests.servers.polling import wait_until
 from tests.servers.smtp_sink import SinkProcess
 
 LEADS = 2000

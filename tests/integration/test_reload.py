@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from engine.daemon.reload import Reloader, add_reload
 from engine.daemon.runner import Daemon
 from engine.settings import MailboxConfig, Settings, SmtpConfig
 from engine.testing import FrozenClock
+from tests.servers import polling
 from tests.servers.smtp_sink import Received, SmtpSink
 
 WAIT = 20.0  # upper bound; every wait ends as soon as its condition holds
@@ -124,15 +124,7 @@ async def running(rig: Rig) -> AsyncIterator[Rig]:
 
 
 async def until(condition: Callable[[], Any], timeout: float = WAIT) -> Any:
-    """Poll a condition the test cannot be signalled about; returns its truthy value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.to_thread(condition)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.02)
+    return await polling.until(condition, timeout)
 
 
 def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:

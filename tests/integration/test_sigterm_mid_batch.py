@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers.nurture_proc import Project, record_count, wait_until
+from tests.servers.nurture_proc import Project, record_count
+from tests.servers.polling import wait_until
 from tests.servers.smtp_sink import SinkProcess
 
 LEADS = 100

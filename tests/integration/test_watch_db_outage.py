@@ -21,6 +21,7 @@ from engine.daemon.runner import Daemon
 from engine.daemon.watchers import Watchers
 from engine.settings import MailboxConfig, RepConfig, Settings, SmtpConfig
 from tests.conftest import PG_ADMIN_URL, _pg_connect
+from tests.servers import polling
 from tests.servers.dovecot import DEFAULT_PASSWORD, DEFAULT_USER, Dovecot
 from tests.servers.smtp_sink import SmtpSink
 
@@ -89,13 +90,7 @@ def reply_to(message_id: str) -> bytes:
 
 
 async def until(condition: Callable[[], Any]) -> Any:
-    """Poll a condition nothing signals (watcher status, database rows)."""
-    deadline = time.monotonic() + WAIT
-    while not (value := await asyncio.to_thread(condition)):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {WAIT} s")
-        await asyncio.sleep(0.05)
-    return value
+    return await polling.until(condition, WAIT, every=0.05)
 
 
 def test_a_reply_during_a_database_outage_hands_off_once_it_is_back(

@@ -24,6 +24,7 @@ from engine.daemon.runner import Daemon
 from engine.daemon.watchers import Watchers, add_watchers
 from engine.settings import MailboxConfig, RepConfig, Settings, SmtpConfig
 from engine.store.tables import Enrollment
+from tests.servers import polling
 from tests.servers.dovecot import DEFAULT_PASSWORD, DEFAULT_USER, Dovecot
 from tests.servers.smtp_sink import Received, SmtpSink
 
@@ -142,15 +143,7 @@ def _ready(rig: Rig) -> bool:
 
 
 async def until(condition: Callable[[], Any], timeout: float = WAIT) -> Any:
-    """Poll a condition the test cannot be signalled about; returns its truthy value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.to_thread(condition)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.02)
+    return await polling.until(condition, timeout)
 
 
 def reply(to_message: Received, body: str = "Yes! Can we talk on Tuesday?",

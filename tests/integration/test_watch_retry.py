@@ -7,7 +7,6 @@ ones after it, in order. A message that fails for good is still skipped (test_im
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -16,6 +15,7 @@ import pytest
 from engine.errors import DatabaseError, MailboxError, RetryLater
 from engine.mail.imap import MailboxWatcher, MemoryCursors, RawInbound
 from tests.servers.dovecot import DEFAULT_PASSWORD, DEFAULT_USER, Dovecot, make_message
+from tests.servers.polling import holds_within
 
 pytestmark = pytest.mark.dovecot
 WAIT = 15.0  # upper bound; every wait ends as soon as its condition holds
@@ -52,14 +52,8 @@ class WatchedCursors(MemoryCursors):
         super().save(mailbox, folder, uidvalidity, last_uid)
 
 
-def wait_until(condition: Callable[[], bool]) -> bool:
-    """Poll a watcher's status (nothing signals it); ends as soon as it holds."""
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+def wait_until(condition: Callable[[], object]) -> object:
+    return holds_within(condition, WAIT)
 
 
 @contextmanager

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.servers.nurture_proc import Project, _cmd, wait_until
+from tests.servers.nurture_proc import Project, _cmd
+from tests.servers.polling import wait_until
 from tests.servers.smtp_sink import SinkProcess
 
 LEADS = 200

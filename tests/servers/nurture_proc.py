@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,14 +166,7 @@ class Project:
         return dict(self.query("SELECT state, count(*) FROM enrollment GROUP BY state"))
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str,
-               every: float = 0.02) -> None:
-    """Poll `condition` until true (a condition, not a sleep); AssertionError after timeout."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
+
 
 
 def record_count(path: Path) -> int:
