@@ -25,18 +25,17 @@ from engine.errors import AlreadyEnrolled, InvalidTransition, NotFound, Suppress
 from engine.store import events
 from engine.store.db import Database
 from engine.store.events import TimelineItem
-from engine.store.leads import LIVE, enroll_one, lead_record
+from engine.store.leads import LIVE, enroll_one, lead_record, suppression_in
 from engine.store.tables import (
     Enrollment,
     Handoff,
     InboundMessage,
     Lead,
-    Suppression,
     Touch,
 )
 
 H, L, E, T = Handoff.__table__, Lead.__table__, Enrollment.__table__, Touch.__table__
-IB, S = InboundMessage.__table__, Suppression.__table__
+IB = InboundMessage.__table__
 SHOWN_TOUCHES = (TouchState.sent.value, TouchState.open.value, TouchState.done.value,
                  TouchState.sending.value, TouchState.unknown.value)
 
@@ -131,8 +130,7 @@ class HandoffStore:
                 enrollments=[dict(r._mapping) for r in conn.execute(
                     select(E.c.id, E.c.sequence, E.c.state, E.c.stop_reason, E.c.touch_number,
                            E.c.enrolled_at).where(E.c.lead_id == lead.id).order_by(E.c.id))],
-                suppressed=conn.execute(select(S.c.reason).where(S.c.email == lead.email))
-                .scalar(),
+                suppressed=suppression_in(conn, lead.email),
             )
 
     def raw_messages(self, inbound_ids: Sequence[int]) -> dict[int, bytes]:
@@ -163,7 +161,7 @@ class HandoffStore:
         with self.db.write() as conn:
             h = _get(conn, handoff_id)
             lead = lead_record(conn.execute(select(L).where(L.c.id == h.lead_id)).one())
-            why = conn.execute(select(S.c.reason).where(S.c.email == lead.email)).scalar()
+            why = suppression_in(conn, lead.email)
             if why:
                 raise Suppressed(lead.email, why)
             if conn.execute(select(E.c.id).where(E.c.lead_id == lead.id, E.c.sequence == sequence,

@@ -88,9 +88,7 @@ class LeadStore:
     def suppression(self, email: str) -> str | None:
         """The reason the address is suppressed, or None."""
         with self.db.read() as conn:
-            return conn.execute(
-                select(S.c.reason).where(S.c.email == email.strip().lower())
-            ).scalar_one_or_none()
+            return suppression_in(conn, email.strip().lower())
 
     def suppress(self, email: str, reason: str, source: str, now: datetime) -> bool:
         """Suppress an address and stop its lead's live enrollments; False if already so."""
@@ -111,10 +109,15 @@ class LeadStore:
             return len(stop_live(conn, lead_id, reason, now, sequence))
 
 
+def suppression_in(conn: Connection, email: str) -> str | None:
+    """The reason this (lower-cased) address is suppressed, or None."""
+    return conn.execute(select(S.c.reason).where(S.c.email == email)).scalar_one_or_none()
+
+
 def suppress_in(conn: Connection, email: str, reason: str, source: str, now: datetime,
                 stop_reason: str | None = None) -> bool:
     email = email.strip().lower()
-    if conn.execute(select(S.c.email).where(S.c.email == email)).first():
+    if suppression_in(conn, email) is not None:
         return False
     conn.execute(insert(S).values(email=email, reason=reason, source=source, created_at=now))
     lead_id = conn.execute(select(L.c.id).where(L.c.email == email)).scalar_one_or_none()

@@ -12,7 +12,7 @@ from engine.domain.lead import LeadRecord
 from engine.domain.states import RETRYABLE_STOPS, EnrollmentState, TouchState
 from engine.store.db import Database
 from engine.store.events import TimelineItem, timeline
-from engine.store.leads import LIVE, lead_record
+from engine.store.leads import LIVE, lead_record, suppression_in
 from engine.store.queue import ACTIVE, CLAIMED
 from engine.store.tables import Enrollment, Lead, Suppression, Touch
 
@@ -114,8 +114,7 @@ class ReportStore:
                 select(E).where(E.c.lead_id == lead.id).order_by(E.c.id))]
             touches = self._touches(conn, T.c.lead_id == lead.id)
             events = timeline(conn, lead.id)
-            suppressed = conn.execute(
-                select(S.c.reason).where(S.c.email == lead.email)).scalar()
+            suppressed = suppression_in(conn, lead.email)
         return LeadReport(lead, enrollments, touches, events, suppressed)
 
     def open_tasks(self) -> list[TouchRow]:

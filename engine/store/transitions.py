@@ -14,10 +14,10 @@ from sqlalchemy import Connection, bindparam, case, select, update
 from engine.domain.states import EnrollmentState, TouchState
 from engine.domain.touch import Advance, Delivered, Failed, Outcome, Retry
 from engine.store import events, leads
-from engine.store.leads import LIVE, suppress_in
-from engine.store.tables import Enrollment, Lead, Suppression, Touch
+from engine.store.leads import LIVE, suppress_in, suppression_in
+from engine.store.tables import Enrollment, Lead, Touch
 
-T, E, L, S = Touch.__table__, Enrollment.__table__, Lead.__table__, Suppression.__table__
+T, E, L = Touch.__table__, Enrollment.__table__, Lead.__table__
 
 # The hot path, built once: point the enrollment at its next step (if still at this one:
 # the step by name, since an edit of the sequence moves positions).
@@ -113,7 +113,7 @@ def enroll_follow_on(conn: Connection, lead_id: int, sequence: str, nxt: Any,
                      now: datetime, after: str) -> None:
     """`on_finish: {enroll: sequence}`: a new enrollment, unless suppressed or live there."""
     email = conn.execute(select(L.c.email).where(L.c.id == lead_id)).scalar_one()
-    if conn.execute(select(S.c.email).where(S.c.email == email)).first():
+    if suppression_in(conn, email) is not None:
         return
     if conn.execute(select(E.c.id).where(
         E.c.lead_id == lead_id, E.c.sequence == sequence, E.c.state.in_(LIVE)
