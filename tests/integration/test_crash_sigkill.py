@@ -30,6 +30,7 @@ from tests.servers.polling import wait_until
 from tests.servers.smtp_sink import SinkProcess
 
 LEADS, STEPS, KILLS = 300, 2, 12
+CONNECTIONS = 2  # SMTP connections of the project's mailbox
 SEED = 20261123
 SINK_FAULTS = "slow=0.01"  # 10 ms before each RCPT and DATA reply: sends are in flight a while
 
@@ -44,6 +45,7 @@ class Snapshot:
 @dataclass(frozen=True)
 class CrashRun:
     kills: list[str]  # what each kill was timed on
+    sending_at_kill: list[int]  # touches each kill left `sending`
     after_kills: Snapshot  # after the kills and one `run --once`
     in_doubt_listing: str  # `nurture touches --in-doubt`
     status: str  # `nurture status`
@@ -61,9 +63,11 @@ def _survive(daemon: Daemon, seconds: float) -> None:
                          f"{daemon.log.read_text(errors='replace')[-3000:]}")
 
 
-def kill_repeatedly(project: Project, record: Path, rng: random.Random, kills: int) -> list[str]:
-    """Start `nurture run` and SIGKILL it `kills` times at random moments."""
-    notes = []
+def kill_repeatedly(project: Project, record: Path, rng: random.Random,
+                    kills: int) -> tuple[list[str], list[int]]:
+    """Start `nurture run` and SIGKILL it `kills` times at random moments: what each kill
+    was timed on, and how many touches it left `sending` (in doubt until the next start)."""
+    notes, sending = [], []
     for _ in range(kills):
         daemon = project.start()
         if rng.random() < 0.25:
@@ -77,7 +81,9 @@ def kill_repeatedly(project: Project, record: Path, rng: random.Random, kills: i
             _survive(daemon, rng.uniform(0, 0.03))
             notes.append(f"just after the sink's message {target}")
         daemon.kill()
-    return notes
+        [(n,)] = project.query("SELECT count(*) FROM touch WHERE state = 'sending'")
+        sending.append(n)
+    return notes, sending
 
 
 def snapshot(project: Project, sink: SinkProcess) -> Snapshot:
@@ -99,8 +105,8 @@ def crash_project(root: Path, sink: SinkProcess, leads: int = LEADS, **kw: objec
 def crash_run(tmp_path_factory: pytest.TempPathFactory) -> CrashRun:
     root = tmp_path_factory.mktemp("crash")
     with SinkProcess(root / "sink.jsonl", SINK_FAULTS) as sink:
-        project = crash_project(root, sink)
-        kills = kill_repeatedly(project, sink.record, random.Random(SEED), KILLS)
+        project = crash_project(root, sink, connections=CONNECTIONS)
+        kills, sending = kill_repeatedly(project, sink.record, random.Random(SEED), KILLS)
         project.nurture("run", "--once")  # the reaper settles the last victim's touches
         after = snapshot(project, sink)
         listing = project.nurture("touches", "--in-doubt")
@@ -119,7 +125,16 @@ def crash_run(tmp_path_factory: pytest.TempPathFactory) -> CrashRun:
         project.nurture("run", "--once")
         final = snapshot(project, sink)
     in_sink = sum(1 for t in unknown if after.received[t.message_id])
-    return CrashRun(kills, after, listing, status, final, in_sink)
+    return CrashRun(kills, sending, after, listing, status, final, in_sink)
+
+
+@pytest.mark.slow
+def test_a_kill_leaves_at_most_two_touches_per_connection_in_doubt(crash_run: CrashRun) -> None:
+    """A touch is begun only when an SMTP connection is free, and frees it once its SMTP
+    transaction is over (before it is recorded): per connection at most one being sent and
+    one being recorded (docs/send-state-machine.md, the in-doubt bound)."""
+    assert max(crash_run.sending_at_kill) >= 1, crash_run.sending_at_kill
+    assert max(crash_run.sending_at_kill) <= 2 * CONNECTIONS, crash_run.sending_at_kill
 
 
 @pytest.mark.slow
@@ -186,7 +201,7 @@ def test_with_a_sent_folder_the_reaper_settles_every_kill_itself(
                 "sent_folder": "Sent", "idle": False, "poll_seconds": 60}
         project = crash_project(tmp_path, sink, 200, in_doubt="resend", imap=imap,
                                 env={"SALES_IMAP_PASSWORD": DEFAULT_PASSWORD})
-        kills = kill_repeatedly(project, sink.record, random.Random(SEED + 1), 10)
+        kills, _ = kill_repeatedly(project, sink.record, random.Random(SEED + 1), 10)
         project.nurture("run", "--once")
         snap = snapshot(project, sink)
     [(found,)] = project.query(
