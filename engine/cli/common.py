@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import click
 import typer
 from rich.console import Console
 
@@ -17,8 +18,16 @@ ConfigOption = typer.Option(
 )
 
 
-def load_app(config: Path | None) -> App:
-    return App(Settings.load(config))
+def load_app(config: Path | None, schema: bool = False) -> App:
+    """The App of this command, closed (its database connections) when the command ends;
+    `schema`: refuse a database whose schema is not this version's (one-line error)."""
+    app = App(Settings.load(config))
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(app.close)
+    if schema:
+        app.store.db.check_schema()
+    return app
 
 
 def print_lead(out: Console, lead: Any, suppressed: str | None) -> None:

@@ -29,9 +29,7 @@ def _out() -> Console:
 
 
 def _app(config: Path | None) -> App:
-    app = load_app(config)
-    app.store.db.check_schema()
-    return app
+    return load_app(config, schema=True)
 
 
 def _ago(at: datetime | None) -> str:

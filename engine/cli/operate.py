@@ -49,10 +49,7 @@ def _out() -> Console:
 
 
 def _app(config: Path | None, schema: bool = True) -> App:
-    app = load_app(config)
-    if schema:
-        app.store.db.check_schema()
-    return app
+    return load_app(config, schema)
 
 
 def _when(at: datetime | None, now: datetime | None = None) -> str:

@@ -32,8 +32,7 @@ def stats(
 ) -> None:
     """Per sequence and step: enrolled, sent, tasks done, replied, auto-replied, bounced,
     failed, unsubscribed, reply rate, median time from enrollment to the touch."""
-    app = load_app(config)
-    app.store.db.check_schema()
+    app = load_app(config, schema=True)
     data = app.store.stats.sequences(step_names(app.catalog.sequences))
     if sequence is not None:
         data = _only(data, sequence)
