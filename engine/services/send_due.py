@@ -205,27 +205,34 @@ class SendDue:
         # At most in_flight(connections) touches of a mailbox are begun and not yet through
         # SMTP, so each begun touch goes to SMTP at once (see in_flight).
         slots = asyncio.Semaphore(in_flight(self.mailboxes[mailbox].smtp.connections))
+        # ... and at most twice that many begun and not yet recorded: a touch frees its
+        # connection once its SMTP transaction is over, not its place here, so a finish
+        # that the database refuses for a while holds back new touches (the in-doubt bound)
+        unrecorded = asyncio.Semaphore(2 * in_flight(self.mailboxes[mailbox].smtp.connections))
         unstarted: list[Claim] = []
-        await asyncio.gather(*(self._guarded(claim, slots, report, unstarted)
+        await asyncio.gather(*(self._guarded(claim, slots, unrecorded, report, unstarted)
                                for claim in claims))
         if unstarted:  # stopping: what was not begun is due again for any worker, now
             n = await asyncio.to_thread(self.queue.hand_back, unstarted, self.settings.worker,
                                         self.clock.now())
             log.info("claims_handed_back", mailbox=mailbox, count=n)
 
-    async def _guarded(self, claim: Claim, slots: asyncio.Semaphore, report: PassReport,
+    async def _guarded(self, claim: Claim, slots: asyncio.Semaphore,
+                       unrecorded: asyncio.Semaphore, report: PassReport,
                        unstarted: list[Claim]) -> None:
-        await slots.acquire()
-        slot = _Slot(slots)
-        try:
-            # Checked between touches: a SIGTERM mid-batch lets the SMTP transactions in
-            # flight finish and be recorded, and hands the rest back (Message-IDs kept).
-            if self.stopping:
-                unstarted.append(claim)
-                return
-            await self.process(claim, report, slot)
-        finally:
-            slot.free()
+        async with unrecorded:
+            await slots.acquire()
+            slot = _Slot(slots)
+            try:
+                # Checked between touches: a SIGTERM mid-batch lets the SMTP transactions
+                # in flight finish and be recorded, and hands the rest back (Message-IDs
+                # kept).
+                if self.stopping:
+                    unstarted.append(claim)
+                    return
+                await self.process(claim, report, slot)
+            finally:
+                slot.free()
 
     # --- one touch -----------------------------------------------------------------------
 

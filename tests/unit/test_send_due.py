@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+from unittest.mock import patch
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 
 from engine.domain.touch import MAX_ATTEMPTS
 from engine.errors import (
@@ -18,8 +21,8 @@ from engine.errors import (
     TransientSendError,
 )
 from engine.store.tables import Enrollment, Lead
-from engine.testing import SentMessage
-from tests.servers.engine_env import Env, make_env, sequence
+from engine.testing import FakeReply, FakeSender, SentMessage
+from tests.servers.engine_env import Env, mailbox, make_env, sequence
 
 E = Enrollment.__table__
 
@@ -300,3 +303,41 @@ def test_resend_policy_sends_an_in_doubt_touch_again(tmp_path: Path) -> None:
     env.run_once()
     assert [SentMessage.message_id.fget(m) for m in env.sender.sent] == [
         env.touches()[0].message_id]
+
+
+
+def test_a_connection_begins_nothing_new_while_its_last_touch_waits_to_be_recorded(
+        tmp_path: Path) -> None:
+    """The in-doubt bound (docs/send-state-machine.md): a touch frees its connection once
+    its SMTP transaction is over, but takes it back while a failed finish is retried, so
+    with one connection at most two touches are ever `sending` (one on the wire, one being
+    recorded), even while the database refuses some finishes."""
+    env = make_env(tmp_path, mbox=mailbox(connections=1))
+    sending_at_smtp: list[int] = []
+
+    async def counting(*args: object) -> FakeReply:
+        sending_at_smtp.append(sum(t.state == "sending" for t in env.touches()))
+        return await FakeSender.send(env.sender, *args)  # type: ignore[arg-type]
+
+    env.sender.send = counting  # type: ignore[method-assign]
+    refusals = {3: 3, 4: 3, 5: 3}  # touch id -> finishes refused before one is taken
+    finish_in = env.store.queue._finish_in
+
+    def flaky_finish(conn: Any, f: Any, now: Any) -> bool:
+        if refusals.get(f.claim.touch_id, 0) > 0:
+            refusals[f.claim.touch_id] -= 1
+            raise OperationalError("UPDATE touch", {}, Exception("database is locked"))
+        return finish_in(conn, f, now)
+
+    env.store.queue._finish_in = flaky_finish  # type: ignore[method-assign]
+    for i in range(12):
+        env.enroll(f"lead{i}@example.com", first_name="Lead")
+    with patch("engine.services.send_due.asyncio.sleep", _no_wait):
+        assert env.run_once()["sent"] == 12
+    assert not any(refusals.values())  # the refusals happened
+    assert max(sending_at_smtp) <= 2, sending_at_smtp
+    assert states(env) == ["sent"] * 12
+
+
+async def _no_wait(_seconds: float) -> None:
+    """The finish retry's backoff, without the wait."""
