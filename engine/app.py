@@ -40,7 +40,9 @@ class SystemClock:
 
 
 class SentCopies:
-    """The SentCopy port over IMAP: one SentFolder per mailbox that names a Sent folder."""
+    """The SentCopy port over IMAP: one SentFolder per mailbox that names a Sent folder.
+    Each copy is an IMAP session of its own: at most as many at once per mailbox as it has
+    SMTP connections (servers cap sessions per user: Dovecot 10, Gmail 15)."""
 
     def __init__(self, settings: Settings) -> None:
         from engine.mail.imap_sent import SentFolder
@@ -49,12 +51,23 @@ class SentCopies:
             name: SentFolder(m.imap, settings.secret(m.imap.password_env))
             for name, m in settings.mailboxes.items() if m.imap and m.imap.sent_folder
         }
+        self._sessions = {name: max(m.smtp.connections, 1)
+                          for name, m in settings.mailboxes.items()}
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def configured(self, mailbox: str) -> bool:
         return mailbox in self._folders
 
     async def append(self, mailbox: str, raw: bytes) -> None:
-        await asyncio.to_thread(self._folders[mailbox].append, raw)
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # semaphores belong to one event loop
+            self._limits, self._loop = {}, loop
+        limit = self._limits.get(mailbox)
+        if limit is None:
+            limit = self._limits[mailbox] = asyncio.Semaphore(self._sessions[mailbox])
+        async with limit:
+            await asyncio.to_thread(self._folders[mailbox].append, raw)
 
     async def contains(self, mailbox: str, message_id: str) -> bool:
         return await asyncio.to_thread(self._folders[mailbox].contains, message_id)
