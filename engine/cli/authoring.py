@@ -236,15 +236,17 @@ def preview_sender(settings: Settings, seq: Sequence) -> dict[str, str]:
 
 def preview_touches(settings: Settings, catalog: Catalog, seq: Sequence, lead: dict[str, Any],
                     start: datetime, reply_at: datetime | None,
-                    changes: list[tuple[datetime, str]], limit: int) -> list[Touch]:
-    """The lead's timeline rendered as the daemon would send it (also `lead_check`)."""
+                    changes: list[tuple[datetime, str]], limit: int,
+                    sender: dict[str, str] | None = None) -> list[Touch]:
+    """The lead's timeline rendered as the daemon would send it (also `lead_check`);
+    `sender`: the mailbox as templates see it (default: preview_sender)."""
     flat = lead_view(lead)  # `when:` reads custom fields by their plain names
     entries = simulate_timeline(catalog.sequences, seq.name, flat, start,
                                 settings.default_timezone, reply_at, changes, limit)
     renderer = Renderer(catalog.templates_dir)
     url = f"{settings.base_url.rstrip('/')}/u/preview"
     return render_entries(entries, catalog.sequences, renderer, lead,
-                          preview_sender(settings, seq), url)
+                          sender or preview_sender(settings, seq), url)
 
 
 def _one_per_step(touches: list[Touch], name: str) -> list[Touch]:

@@ -25,11 +25,13 @@ def render_problems(app: App, sequence: str, values: Mapping[str, Any]) -> list[
     """'step: error' for each step whose email or note would not render for this lead."""
     lead = {k: v for k, v in values.items() if v not in ("", None)}
     seq = app.catalog.sequences.get(sequence)
-    if seq is None:
-        return []
+    mbox = app.settings.mailboxes.get(seq.mailbox) if seq else None
+    if seq is None or mbox is None:
+        return []  # not sendable as it stands: validate and status say why
     try:
+        # the mailbox exactly as the daemon renders it (no preview fallbacks or samples)
         touches = preview_touches(app.settings, app.catalog, seq, lead, datetime.now(UTC),
-                                  None, [], 50)
+                                  None, [], 50, sender=app.maker.sender(mbox))
     except NurtureError:
         return []  # a lead the import rejects anyway (a bad zone): nothing to add
     return list(dict.fromkeys(f"{t.entry.step}: {t.error}" for t in touches if t.error))
