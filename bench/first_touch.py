@@ -25,7 +25,8 @@ from benchlib import database, kinds, machine, parser, pct, write_section  # fir
 
 from engine.app import App
 from engine.settings import Settings
-from tests.servers.nurture_proc import SEQUENCE, Project, wait_until
+from tests.servers.nurture_proc import SEQUENCE, Project
+from tests.servers.polling import wait_until
 from tests.servers.smtp_sink import SmtpSink
 
 GAP = 0.2  # seconds between enrollments: each lead finds the daemon idle, as a web lead does

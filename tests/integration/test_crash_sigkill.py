@@ -45,7 +45,7 @@ class Snapshot:
 @dataclass(frozen=True)
 class CrashRun:
     kills: list[str]  # what each kill was timed on
-    sending_at_kill: list[int]  # touches each kill left `sending`
+    sending_at_kill: list[int]  # touches each kill left `sending` (its worker's)
     after_kills: Snapshot  # after the kills and one `run --once`
     in_doubt_listing: str  # `nurture touches --in-doubt`
     status: str  # `nurture status`
@@ -81,7 +81,10 @@ def kill_repeatedly(project: Project, record: Path, rng: random.Random,
             _survive(daemon, rng.uniform(0, 0.03))
             notes.append(f"just after the sink's message {target}")
         daemon.kill()
-        [(n,)] = project.query("SELECT count(*) FROM touch WHERE state = 'sending'")
+        # per worker: a kill soon after a start may also find the last victim's touches,
+        # not yet settled by the new worker's reaper
+        [(n,)] = project.query("SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM "
+                               "touch WHERE state = 'sending' GROUP BY claimed_by)")
         sending.append(n)
     return notes, sending
 

@@ -166,9 +166,6 @@ class Project:
         return dict(self.query("SELECT state, count(*) FROM enrollment GROUP BY state"))
 
 
-
-
-
 def record_count(path: Path) -> int:
     """Messages the subprocess sink has accepted so far (lines of its record)."""
     try:
