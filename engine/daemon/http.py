@@ -31,6 +31,9 @@ class _Server(uvicorn.Server):
         yield  # the daemon handles signals and sets `should_exit` through its stop event
 
 
+BACKLOG = 2048  # uvicorn's default
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A bound socket for the HTTP server; ConfigError saying how to fix a busy port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -38,6 +41,9 @@ def listen(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # Listening from here on: a client that connects between the `http_listening` line
+        # and uvicorn's start waits in the backlog instead of being refused.
+        sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
         raise ConfigError(
