@@ -289,10 +289,10 @@ class SendDue:
         begun, finished = self.queue.send_writes(begins, done, self.settings.worker, now,
                                                  self.settings.lease,
                                                  partial(self._decide_at, now))
-        out: dict[int, Begun | bool | Exception] = {
-            id(i): r for i, r in [*zip(begins, begun, strict=True),
-                                  *zip(done, finished, strict=True)]}
-        return [out[id(i)] for i in items]
+        # each kind's results come back in its items' order
+        begun_in_order, finished_in_order = iter(begun), iter(finished)
+        return [next(begun_in_order) if isinstance(i, Claim) else next(finished_in_order)
+                for i in items]
 
     def _decide_at(self, now: datetime, ctx: SendContext) -> Decision:
         return self._decide(self.catalog.sequences.get(ctx.claim.sequence), now, ctx)
