@@ -313,24 +313,16 @@ class QueueStore:
         A SendEmail decision leaves the touch `sending` with its bytes stored: only then may
         the caller open the SMTP transaction.
         """
-        return _raised(self.begin_sends([claim], worker, now, lease, decide)[0])
-
-    def begin_sends(
-        self, claims: Sequence[Claim], worker: str, now: datetime, lease: timedelta,
-        decide: Decider,
-    ) -> list[Begun | Exception]:
-        """begin_send for several touches in one transaction (one durable commit); a
-        touch's error is its result alone (see _each_in_one). Nothing of the batch may reach
-        SMTP before this returns (the commit)."""
-        return self._each_in_one(claims, partial(self._begin_in, worker=worker, now=now,
-                                                 lease=lease, decide=decide))
+        return _raised(self.send_writes([claim], [], worker, now, lease, decide)[0][0])
 
     def send_writes(
         self, begins: Sequence[Claim], done: Sequence[Finished], worker: str, now: datetime,
         lease: timedelta, decide: Decider,
     ) -> tuple[list[Begun | Exception], list[bool | Exception]]:
-        """begin_sends and finishes in one transaction (one durable commit on SQLite): a
-        connection's next touch is begun while its last one is recorded. Finishes first."""
+        """Touches begun (begin_send) and finished (finish) in one transaction, one durable
+        commit on SQLite: a connection's next touch is begun while its last one is recorded.
+        Finishes first. A touch's error is its result alone (see _each_in_one); nothing
+        begun here may reach SMTP before this returns (the commit)."""
         begin = partial(self._begin_in, worker=worker, now=now, lease=lease, decide=decide)
         finish = partial(self._finish_in, now=now)
         results = self._each_in_one(
@@ -437,12 +429,8 @@ class QueueStore:
         keeps an operator from sending it twice. `halt`: the enrollment cannot go on (its next
         step's time cannot be computed): stopped with that reason, the touch still sent.
         """
-        return _raised(self.finishes([Finished(claim, outcome, advance, halt)], now)[0])
-
-    def finishes(self, done: Sequence[Finished], now: datetime) -> list[bool | Exception]:
-        """finish for several touches in one transaction (one durable commit); a touch's
-        error is its result alone (see _each_in_one)."""
-        return self._each_in_one(done, partial(self._finish_in, now=now))
+        return _raised(self._each_in_one([Finished(claim, outcome, advance, halt)],
+                                         partial(self._finish_in, now=now))[0])
 
     def _finish_in(self, conn: Connection, f: Finished, now: datetime) -> bool:
         t = conn.execute(self._touch_stmt, {"tid": f.claim.touch_id}).first()

@@ -253,19 +253,20 @@ def test_mailbox_pause_and_sent_counts(store: Store) -> None:
 
 def test_a_batch_of_finishes_keeps_each_touchs_events_and_drops_a_failed_ones(
         store: Store) -> None:
-    """finishes() on SQLite: one transaction for the batch, its events written together at
-    its end; a touch whose finish raises is redone alone and leaves neither its writes nor
-    its events, while the others' are kept, in order."""
+    """Finishes written together (send_writes) on SQLite: one transaction for the batch,
+    its events written together at its end; a touch whose finish raises is redone alone and
+    leaves neither its writes nor its events, while the others' are kept, in order."""
     for email in ("a@x.test", "b@x.test", "c@x.test"):
         enroll(store, email)
     claims = store.queue.claim_due("w1", ["s"], NOW, 10, LEASE, plan)
-    assert [isinstance(r.decision, SendEmail) for r in store.queue.begin_sends(
-        claims, "w1", NOW, LEASE, send)] == [True, True, True]
+    begun, _ = store.queue.send_writes(claims, [], "w1", NOW, LEASE, send)
+    assert [isinstance(r.decision, SendEmail) for r in begun] == [True, True, True]
     ok = Delivered(250, "ok", NOW)
     broken = Advance(None, follow_on=object())  # type: ignore[arg-type] - raises mid-finish
-    results = store.queue.finishes([Finished(claims[0], ok, Advance(None)),
-                                    Finished(claims[1], ok, broken),
-                                    Finished(claims[2], ok, Advance(None))], NOW)
+    _, results = store.queue.send_writes([], [Finished(claims[0], ok, Advance(None)),
+                                              Finished(claims[1], ok, broken),
+                                              Finished(claims[2], ok, Advance(None))],
+                                         "w1", NOW, LEASE, send)
     assert results[0] is True and results[2] is True and isinstance(results[1], Exception)
     assert [t.state for t in store.reports.touches()] == ["sent", "sending", "sent"]
     with store.db.read() as conn:
