@@ -284,15 +284,8 @@ class SendDue:
 
     def _write_batch(self, items: list[Claim | Finished]) -> list[Begun | bool | Exception]:
         now = self.clock.now()
-        begins = [i for i in items if isinstance(i, Claim)]
-        done = [i for i in items if isinstance(i, Finished)]
-        begun, finished = self.queue.send_writes(begins, done, self.settings.worker, now,
-                                                 self.settings.lease,
-                                                 partial(self._decide_at, now))
-        # each kind's results come back in its items' order
-        begun_in_order, finished_in_order = iter(begun), iter(finished)
-        return [next(begun_in_order) if isinstance(i, Claim) else next(finished_in_order)
-                for i in items]
+        return self.queue.send_writes(items, self.settings.worker, now, self.settings.lease,
+                                      partial(self._decide_at, now))
 
     def _decide_at(self, now: datetime, ctx: SendContext) -> Decision:
         return self._decide(self.catalog.sequences.get(ctx.claim.sequence), now, ctx)

@@ -313,22 +313,22 @@ class QueueStore:
         A SendEmail decision leaves the touch `sending` with its bytes stored: only then may
         the caller open the SMTP transaction.
         """
-        return _raised(self.send_writes([claim], [], worker, now, lease, decide)[0][0])
+        begun = self.send_writes([claim], worker, now, lease, decide)[0]
+        return _raised(begun)  # type: ignore[return-value] - a Claim's result is a Begun
 
     def send_writes(
-        self, begins: Sequence[Claim], done: Sequence[Finished], worker: str, now: datetime,
-        lease: timedelta, decide: Decider,
-    ) -> tuple[list[Begun | Exception], list[bool | Exception]]:
-        """Touches begun (begin_send) and finished (finish) in one transaction, one durable
-        commit on SQLite: a connection's next touch is begun while its last one is recorded.
-        Finishes first. A touch's error is its result alone (see _each_in_one); nothing
-        begun here may reach SMTP before this returns (the commit)."""
+        self, items: Sequence[Claim | Finished], worker: str, now: datetime, lease: timedelta,
+        decide: Decider,
+    ) -> list[Begun | bool | Exception]:
+        """Touches begun (a Claim: begin_send) and finished (Finished: finish) in one
+        transaction, one durable commit on SQLite: a connection's next touch is begun while
+        its last one is recorded. One result per item, in order; a touch's error is its
+        result alone (see _each_in_one). Nothing begun here may reach SMTP before this
+        returns (the commit)."""
         begin = partial(self._begin_in, worker=worker, now=now, lease=lease, decide=decide)
         finish = partial(self._finish_in, now=now)
-        results = self._each_in_one(
-            [*done, *begins], lambda conn, item: (
-                finish(conn, item) if isinstance(item, Finished) else begin(conn, item)))
-        return results[len(done):], results[:len(done)]  # type: ignore[return-value]
+        return self._each_in_one(items, lambda conn, item: (
+            finish(conn, item) if isinstance(item, Finished) else begin(conn, item)))
 
     def _each_in_one(self, items: Sequence[Any], work: Callable[[Connection, Any], R],
                      ) -> list[R | Exception]:

@@ -259,14 +259,14 @@ def test_a_batch_of_finishes_keeps_each_touchs_events_and_drops_a_failed_ones(
     for email in ("a@x.test", "b@x.test", "c@x.test"):
         enroll(store, email)
     claims = store.queue.claim_due("w1", ["s"], NOW, 10, LEASE, plan)
-    begun, _ = store.queue.send_writes(claims, [], "w1", NOW, LEASE, send)
+    begun = store.queue.send_writes(claims, "w1", NOW, LEASE, send)
     assert [isinstance(r.decision, SendEmail) for r in begun] == [True, True, True]
     ok = Delivered(250, "ok", NOW)
     broken = Advance(None, follow_on=object())  # type: ignore[arg-type] - raises mid-finish
-    _, results = store.queue.send_writes([], [Finished(claims[0], ok, Advance(None)),
-                                              Finished(claims[1], ok, broken),
-                                              Finished(claims[2], ok, Advance(None))],
-                                         "w1", NOW, LEASE, send)
+    results = store.queue.send_writes([Finished(claims[0], ok, Advance(None)),
+                                       Finished(claims[1], ok, broken),
+                                       Finished(claims[2], ok, Advance(None))],
+                                      "w1", NOW, LEASE, send)
     assert results[0] is True and results[2] is True and isinstance(results[1], Exception)
     assert [t.state for t in store.reports.touches()] == ["sent", "sending", "sent"]
     with store.db.read() as conn:
