@@ -41,6 +41,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"skipped, which hides a failure: {report.longrepr}"
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A test that asks for it runs twice: on an SQLite file and on a fresh PostgreSQL
+    database (pg_url)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'nurture.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture(autouse=True)
 def _close_what_the_test_opened() -> Iterator[None]:
     """Stores, apps and clients the shared helpers opened are closed after each test."""

@@ -40,12 +40,6 @@ class DiesMidSend:
         raise Killed
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'crash.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
 
 def _dead_pid() -> int:
     done = subprocess.Popen(["true"])

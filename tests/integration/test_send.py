@@ -6,20 +6,12 @@ from datetime import timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
-import pytest
 from sqlalchemy import update
 
 from engine.services.send_due import PassReport
 from engine.store.tables import Enrollment
 from tests.servers.engine_env import Env, make_env, smtp_sender
 from tests.servers.smtp_sink import Faults, SmtpSink
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'send.db'}"
-    return str(request.getfixturevalue("pg_url"))
 
 
 def engine(tmp_path: Path, sink: SmtpSink, url: str | None = None, **kw: object) -> Env:

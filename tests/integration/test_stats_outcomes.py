@@ -36,12 +36,6 @@ TEMPLATE = ("---\nsubject: Your {{ lead.plan }} trial\n---\nHi {{ lead.first_nam
             "{{ unsubscribe_url }} {{ sender.postal_address }}\n")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'stats.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
 
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str) -> Iterator[App]:

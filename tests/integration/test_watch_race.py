@@ -43,12 +43,6 @@ THREE_STEPS = [  # the raced step is the second: the enrollment is still live af
 T = TypeVar("T")
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'race.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
 
 @pytest.fixture
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
