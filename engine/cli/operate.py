@@ -304,7 +304,7 @@ def tasks_done(task_id: int = typer.Argument(..., metavar="ID"),
 
 @touches_app.callback()
 def touches(ctx: typer.Context,
-            in_doubt: bool = typer.Option(True, "--in-doubt", help="Touches in doubt (the "
+            in_doubt: bool = typer.Option(False, "--in-doubt", help="Touches in doubt (the "
                                           "default listing)."),
             failed: bool = typer.Option(False, "--failed", help="Touches that failed and "
                                         "stopped their enrollment (a template, a lead's "
@@ -313,6 +313,8 @@ def touches(ctx: typer.Context,
     """List touches in doubt after a crash; resolve with `resend ID` or `mark-sent ID`."""
     if ctx.invoked_subcommand is not None:
         return
+    if in_doubt and failed:
+        raise typer.BadParameter("--in-doubt and --failed list different touches: give one")
     app = _app(config)
     if failed:
         table = Table("id", "lead", "sequence", "step", "error")
