@@ -25,7 +25,7 @@ from engine.errors import AlreadyEnrolled, InvalidTransition, NotFound, Suppress
 from engine.store import events
 from engine.store.db import Database
 from engine.store.events import TimelineItem
-from engine.store.leads import LIVE, enroll_one, lead_record, suppression_in
+from engine.store.leads import enroll_one, lead_record, live_in, suppression_in
 from engine.store.tables import (
     Enrollment,
     Handoff,
@@ -164,8 +164,7 @@ class HandoffStore:
             why = suppression_in(conn, lead.email)
             if why:
                 raise Suppressed(lead.email, why)
-            if conn.execute(select(E.c.id).where(E.c.lead_id == lead.id, E.c.sequence == sequence,
-                                                 E.c.state.in_(LIVE))).first():
+            if live_in(conn, lead.id, sequence) is not None:
                 raise AlreadyEnrolled(f"{lead.email} is already active in '{sequence}'")
             _guarded(conn, handoff_id, expect, {
                 "state": HandoffState.closed.value, "outcome": "renurtured", "closed_at": now},

@@ -109,6 +109,17 @@ class LeadStore:
             return len(stop_live(conn, lead_id, reason, now, sequence))
 
 
+def live_in(conn: Connection, lead_id: int, sequence: str,
+            other_than: int | None = None) -> int | None:
+    """The lead's live (active or paused) enrollment in this sequence, if any (other than
+    enrollment `other_than`)."""
+    q = select(E.c.id).where(E.c.lead_id == lead_id, E.c.sequence == sequence,
+                             E.c.state.in_(LIVE))
+    if other_than is not None:
+        q = q.where(E.c.id != other_than)
+    return conn.execute(q.limit(1)).scalar()
+
+
 def suppression_in(conn: Connection, email: str) -> str | None:
     """The reason this (lower-cased) address is suppressed, or None."""
     return conn.execute(select(S.c.reason).where(S.c.email == email)).scalar_one_or_none()

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, bindparam, case, select, update
 from engine.domain.states import EnrollmentState, TouchState
 from engine.domain.touch import Advance, Delivered, Failed, Outcome, Retry
 from engine.store import events, leads
-from engine.store.leads import LIVE, suppress_in, suppression_in
+from engine.store.leads import LIVE, live_in, suppress_in, suppression_in
 from engine.store.tables import Enrollment, Lead, Touch
 
 T, E, L = Touch.__table__, Enrollment.__table__, Lead.__table__
@@ -115,9 +115,7 @@ def enroll_follow_on(conn: Connection, lead_id: int, sequence: str, nxt: Any,
     email = conn.execute(select(L.c.email).where(L.c.id == lead_id)).scalar_one()
     if suppression_in(conn, email) is not None:
         return
-    if conn.execute(select(E.c.id).where(
-        E.c.lead_id == lead_id, E.c.sequence == sequence, E.c.state.in_(LIVE)
-    )).first():
+    if live_in(conn, lead_id, sequence) is not None:
         return
     leads.enroll_one(conn, lead_id, sequence, nxt, now, f"on_finish:{after}")
 

@@ -22,7 +22,7 @@ from engine.domain.touch import Advance, Delivered, TouchRecord
 from engine.errors import InvalidTransition, NotFound
 from engine.store import events
 from engine.store.db import Database
-from engine.store.leads import LIVE, lead_record, merge_lead_in
+from engine.store.leads import lead_record, live_in, merge_lead_in, suppression_in
 from engine.store.queue import CLAIMED, claim_of
 from engine.store.tables import Enrollment, Lead, Suppression, Touch, Worker
 from engine.store.transitions import advance_in, record_outcome, set_touch
@@ -186,14 +186,12 @@ def _retry(conn: Any, t: Any, now: datetime, by: str) -> None:
         raise InvalidTransition(
             f"touch {t.id} cannot be retried: its enrollment is {e.state}"
             f"{f' ({e.stop_reason})' if e.stop_reason else ''}, not stopped by this failure")
-    suppressed = conn.execute(select(S.c.reason).join(L, L.c.email == S.c.email)
-                              .where(L.c.id == t.lead_id)).scalar()
+    email = conn.execute(select(L.c.email).where(L.c.id == t.lead_id)).scalar_one()
+    suppressed = suppression_in(conn, email)
     if suppressed:
         raise InvalidTransition(f"touch {t.id} cannot be retried: the address is suppressed "
                                 f"({suppressed})")
-    again = conn.execute(select(E.c.id).where(
-        E.c.lead_id == t.lead_id, E.c.sequence == e.sequence, E.c.state.in_(LIVE),
-        E.c.id != t.enrollment_id)).scalar()
+    again = live_in(conn, t.lead_id, e.sequence, other_than=t.enrollment_id)
     if again is not None:
         raise InvalidTransition(f"touch {t.id} cannot be retried: the lead is enrolled in "
                                 f"{e.sequence} again (enrollment {again})")
