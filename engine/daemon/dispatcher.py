@@ -61,7 +61,7 @@ class Dispatcher:
     async def _stop_sending_on(self, stop: asyncio.Event) -> None:
         """The moment a stop is asked for, even mid-pass: no touch is begun after it (the
         pass hands its unstarted claims back), so shutdown sends only what was begun
-        (send_due.in_flight: a few SMTP transactions per connection)."""
+        (send_due.in_flight: one SMTP transaction per connection)."""
         await stop.wait()
         self.send.stopping = True
 

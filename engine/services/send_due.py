@@ -204,11 +204,12 @@ class SendDue:
     async def _run_claims(self, mailbox: str, claims: list[Claim], report: PassReport) -> None:
         # At most in_flight(connections) touches of a mailbox are begun and not yet through
         # SMTP, so each begun touch goes to SMTP at once (see in_flight).
-        slots = asyncio.Semaphore(in_flight(self.mailboxes[mailbox].smtp.connections))
+        n = in_flight(self.mailboxes[mailbox].smtp.connections)
+        slots = asyncio.Semaphore(n)
         # ... and at most twice that many begun and not yet recorded: a touch frees its
         # connection once its SMTP transaction is over, not its place here, so a finish
         # that the database refuses for a while holds back new touches (the in-doubt bound)
-        unrecorded = asyncio.Semaphore(2 * in_flight(self.mailboxes[mailbox].smtp.connections))
+        unrecorded = asyncio.Semaphore(2 * n)
         unstarted: list[Claim] = []
         await asyncio.gather(*(self._guarded(claim, slots, unrecorded, report, unstarted)
                                for claim in claims))

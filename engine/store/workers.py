@@ -24,11 +24,11 @@ from engine.store import events
 from engine.store.db import Database
 from engine.store.leads import lead_record, live_in, merge_lead_in, suppression_in
 from engine.store.queue import CLAIMED, claim_of
-from engine.store.tables import Enrollment, Lead, Suppression, Touch, Worker
+from engine.store.tables import Enrollment, Lead, Touch, Worker
 from engine.store.transitions import advance_in, record_outcome, set_touch
 
 T, L, W = Touch.__table__, Lead.__table__, Worker.__table__
-E, S = Enrollment.__table__, Suppression.__table__
+E = Enrollment.__table__
 HELD = (TouchState.claimed.value, TouchState.sending.value)
 LEASE_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # before any lease
 
