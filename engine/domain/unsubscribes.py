@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 _MAX_WORDS = 40  # "Please take me off your list, thanks. John" is short; a real answer is not
 _ASKS = re.compile(
     r"\bun-?subscribe\b|\bremove me\b|\bremove (?:my (?:e-?mail|address|name)|us)\b|"
-    r"\btake (?:me|us|my (?:e-?mail|address)) off\b|\bopt (?:me|us) out\b|^\W*opt[- ]?out\W*$|"
+    r"\btake (?:me|us|my (?:e-?mail|address)) off\b|\bopt (?:me|us) out\b|"
     r"\bstop (?:e-?mailing|sending|contacting|writing|spamming|messaging)(?: (?:me|us)\b| "
     r"(?:these|your|the) (?:e-?mails|mails|messages)\b|\s*[.!]|\s*$)|"
     r"\b(?:do not|don'?t|never) (?:e-?mail|contact|write(?: to)?|message|send) (?:me|us)\b|"
