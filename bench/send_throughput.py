@@ -4,9 +4,13 @@ The sink is aiosmtpd in a process of its own (tests/servers/smtp_sink.py, record
 Per repeat and per connection count C, in alternation:
   bare:   N pre-built messages (the engine's own bytes, Message-ID and recipient varied) over
           C aiosmtplib connections, each reconnecting after 100 messages as the engine does;
+  making: the same loop, each message first made for its lead by the engine's MessageMaker
+          (Jinja, Markdown, MIME, signed unsubscribe link; no database): the work any engine
+          sending these emails must add to the bare loop;
   engine: N leads enrolled (not timed), then `Daemon.run_once()` (what `nurture run --once`
           runs: register, reap, claim, begin, render, compose, SMTP, finish, JSON logs) sends
-          them over the mailbox's C pooled connections.
+          them over the mailbox's C pooled connections;
+  without SMTP: the same engine run with a relay that accepts in-process (no socket).
 Ratio = engine msgs/s / bare msgs/s (medians over the repeats). Target >= 0.7.
 
     python bench/send_throughput.py                  # 2,000 messages, C = 1, 2, 4, 3 repeats
@@ -25,6 +29,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiosmtplib
@@ -36,6 +41,8 @@ from benchlib import (  # first: puts the repository on sys.path
 )
 
 from engine.app import App
+from engine.domain.lead import LeadRecord
+from engine.domain.touch import Claim, SendContext, SendEmail
 from engine.daemon.logs import configure
 from engine.daemon.runner import Daemon
 from engine.mail.smtp import SmtpReply
@@ -53,6 +60,7 @@ _TO = re.compile(rb"^To: .+$", re.MULTILINE)
 class Point:
     connections: int
     bare: list[float] = field(default_factory=list)  # msgs/s per repeat
+    making: list[float] = field(default_factory=list)
     engine: list[float] = field(default_factory=list)
     # CPU ms per message: the engine process during run_once, the sink during each run
     engine_cpu: list[float] = field(default_factory=list)
@@ -63,11 +71,12 @@ class Point:
 
     def row(self, n: int) -> str:
         bare, eng = statistics.median(self.bare), statistics.median(self.engine)
-        free = statistics.median(self.free)
+        free, making = statistics.median(self.free), statistics.median(self.making)
         each = ", ".join(f"{e / b:.2f}" for b, e in zip(self.bare, self.engine, strict=True))
         return (f"| {n} | {self.connections} | {bare:.0f} | {eng:.0f} | {eng / bare:.2f} | "
                 f"{each} | {statistics.median(self.engine_cpu):.2f} | "
-                f"{statistics.median(self.sink_cpu):.2f} | {free:.0f} | "
+                f"{statistics.median(self.sink_cpu):.2f} | {making:.0f} | "
+                f"{making / bare:.2f} | {eng / making:.2f} | {free:.0f} | "
                 f"{statistics.median(self.free_cpu):.2f} | {min(free / bare, 1):.2f} |")
 
 
@@ -152,6 +161,46 @@ async def bare_run(port: int, messages: list[tuple[str, bytes]], connections: in
     return time.perf_counter() - start
 
 
+async def making_run(url: str, port: int, n: int, connections: int) -> tuple[float, float]:
+    """Seconds for the bare loop when each message is first made by the engine's own
+    MessageMaker (window check, Jinja, Markdown, MIME, signed unsubscribe link) for its lead
+    (no database, no claim, no record), and this process's CPU seconds meanwhile: the least
+    any engine sending these emails must do per message on top of the bare loop."""
+    with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp:
+        app = _project(Path(tmp), url, port, connections)
+        seq = app.catalog.sequences[SEQUENCE]
+        mbox = app.settings.mailboxes[seq.mailbox]
+        now = datetime.now(UTC)
+
+        def make(i: int) -> tuple[str, bytes]:
+            lead = LeadRecord(id=i, email=f"lead{i}@example.com", first_name=f"L{i}")
+            claim = Claim(i, 1, i, i, SEQUENCE, 0, 0, 1, "email", seq.mailbox,
+                          f"<bench.{i}@example.com>", 0, now, step_name=seq.steps[0].name)
+            made = app.maker.decide(seq, mbox, SendContext(claim, lead, now), now)
+            assert isinstance(made, SendEmail), made
+            return made.recipient, made.raw
+
+        async def client(share: range) -> None:
+            smtp: aiosmtplib.SMTP | None = None
+            for k, i in enumerate(share, 1):
+                rcpt, raw = make(i)
+                if smtp is None:
+                    smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=30)
+                    await smtp.connect()
+                await smtp.sendmail(SENDER, [rcpt], raw)
+                if k % PER_CONNECTION == 0:
+                    await smtp.quit()
+                    smtp = None
+            if smtp is not None:
+                await smtp.quit()
+
+        start, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(client(range(c, n, connections)) for c in range(connections)))
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        app.store.db.dispose()
+    return elapsed, cpu
+
+
 async def sample_message(tmp: Path) -> bytes:
     """One message exactly as the engine composes it (a 5-lead warm-up run, recorded)."""
     with SinkProcess(tmp / "sample.jsonl") as sink, database("sqlite") as url:
@@ -170,6 +219,9 @@ async def measure(n: int, connections: list[int], repeats: int) -> tuple[list[Po
             for _ in range(repeats):
                 for point in points:
                     point.bare.append(n / await bare_run(sink.port, messages, point.connections))
+                    with database("sqlite") as url:
+                        seconds, _ = await making_run(url, sink.port, n, point.connections)
+                    point.making.append(n / seconds)
                     assert sink.proc is not None
                     with database("sqlite") as url:
                         sink_cpu = cpu_seconds(sink.proc.pid)
@@ -183,15 +235,17 @@ async def measure(n: int, connections: list[int], repeats: int) -> tuple[list[Po
                                                         no_smtp=True)
                     point.free.append(n / seconds)
                     point.free_cpu.append(1000 * cpu / n)
-                    print(f"C={point.connections}: bare {point.bare[-1]:.0f}/s, engine "
+                    print(f"C={point.connections}: bare {point.bare[-1]:.0f}/s, making "
+                          f"{point.making[-1]:.0f}/s, engine "
                           f"{point.engine[-1]:.0f}/s, without SMTP {point.free[-1]:.0f}/s",
                           file=sys.stderr)
     return points, len(sample)
 
 
 COLUMNS = ("| messages | connections | bare aiosmtplib msgs/s | nurture msgs/s | ratio | "
-           "ratio per repeat | nurture CPU ms/msg | sink CPU ms/msg | nurture without SMTP "
-           "msgs/s | its CPU ms/msg | ceiling |\n" + "|---" * 11 + "|")
+           "ratio per repeat | nurture CPU ms/msg | sink CPU ms/msg | making loop msgs/s | "
+           "making / bare | nurture / making | nurture without SMTP msgs/s | its CPU ms/msg "
+           "| ceiling |\n" + "|---" * 14 + "|")
 
 
 def report(points: list[Point], n: int, repeats: int, size: int, started: str) -> str:
@@ -205,7 +259,13 @@ sending the same number of messages (the engine's own bytes, {size} B each) over
 number of connections, reconnecting every {PER_CONNECTION} messages as the engine does.
 Medians of {repeats} alternating repeats. Target: ratio >= 0.7. CPU ms/msg: the nurture
 process's CPU time (all threads) during its run and the sink process's during the same run,
-per message; they move much less with the machine's load than msgs/s do. "Without SMTP":
+per message; they move much less with the machine's load than msgs/s do. "Making loop": the
+bare loop again, in the same repeat, but each message is first made for its lead by the
+engine's own MessageMaker (send-window check, Jinja, Markdown -> HTML, HTML -> text, MIME,
+signed unsubscribe link; no database, no claim, no record): the least any engine that sends
+these emails has to add to the bare loop; "making / bare" is therefore the highest ratio
+such an engine could reach, and "nurture / making" what scheduling and the durable state
+machine cost on top of it. "Without SMTP":
 the same engine run, in the same repeat, with a relay that accepts at once in-process
 (`NoSmtp`: no socket, no aiosmtplib): claim, render, both durable writes, logs. "Ceiling"
 = that rate / the bare loop's, capped at 1: the ratio the engine could reach if its own
