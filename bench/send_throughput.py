@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,10 +42,10 @@ from benchlib import (  # first: puts the repository on sys.path
 )
 
 from engine.app import App
-from engine.domain.lead import LeadRecord
-from engine.domain.touch import Claim, SendContext, SendEmail
 from engine.daemon.logs import configure
 from engine.daemon.runner import Daemon
+from engine.domain.lead import LeadRecord
+from engine.domain.touch import Claim, SendContext, SendEmail
 from engine.mail.smtp import SmtpReply
 from engine.settings import Settings
 from tests.servers.nurture_proc import SEQUENCE, Project
@@ -142,7 +143,15 @@ def messages_like(sample: bytes, n: int) -> list[tuple[str, bytes]]:
 
 async def bare_run(port: int, messages: list[tuple[str, bytes]], connections: int) -> float:
     """Seconds for C aiosmtplib clients to send the messages (round-robin shares)."""
-    async def client(share: list[tuple[str, bytes]]) -> None:
+    start = time.perf_counter()
+    await send_shares(port, [messages[c::connections] for c in range(connections)])
+    return time.perf_counter() - start
+
+
+async def send_shares(port: int, shares: list[Iterable[tuple[str, bytes]]]) -> None:
+    """One aiosmtplib client per share, sending its (recipient, bytes) one after the other
+    and reconnecting after PER_CONNECTION messages, as the engine's pool does."""
+    async def client(share: Iterable[tuple[str, bytes]]) -> None:
         smtp: aiosmtplib.SMTP | None = None
         for i, (rcpt, raw) in enumerate(share, 1):
             if smtp is None:
@@ -155,17 +164,14 @@ async def bare_run(port: int, messages: list[tuple[str, bytes]], connections: in
         if smtp is not None:
             await smtp.quit()
 
-    shares = [messages[c::connections] for c in range(connections)]
-    start = time.perf_counter()
     await asyncio.gather(*(client(s) for s in shares))
-    return time.perf_counter() - start
 
 
-async def making_run(url: str, port: int, n: int, connections: int) -> tuple[float, float]:
+async def making_run(url: str, port: int, n: int, connections: int) -> float:
     """Seconds for the bare loop when each message is first made by the engine's own
     MessageMaker (window check, Jinja, Markdown, MIME, signed unsubscribe link) for its lead
-    (no database, no claim, no record), and this process's CPU seconds meanwhile: the least
-    any engine sending these emails must do per message on top of the bare loop."""
+    (no database, no claim, no record): the least any engine sending these emails must do
+    per message on top of the bare loop."""
     with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp:
         app = _project(Path(tmp), url, port, connections)
         seq = app.catalog.sequences[SEQUENCE]
@@ -180,25 +186,12 @@ async def making_run(url: str, port: int, n: int, connections: int) -> tuple[flo
             assert isinstance(made, SendEmail), made
             return made.recipient, made.raw
 
-        async def client(share: range) -> None:
-            smtp: aiosmtplib.SMTP | None = None
-            for k, i in enumerate(share, 1):
-                rcpt, raw = make(i)
-                if smtp is None:
-                    smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=30)
-                    await smtp.connect()
-                await smtp.sendmail(SENDER, [rcpt], raw)
-                if k % PER_CONNECTION == 0:
-                    await smtp.quit()
-                    smtp = None
-            if smtp is not None:
-                await smtp.quit()
-
-        start, cpu = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(client(range(c, n, connections)) for c in range(connections)))
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        start = time.perf_counter()
+        await send_shares(port, [(make(i) for i in range(c, n, connections))
+                                 for c in range(connections)])
+        elapsed = time.perf_counter() - start
         app.store.db.dispose()
-    return elapsed, cpu
+    return elapsed
 
 
 async def sample_message(tmp: Path) -> bytes:
@@ -220,7 +213,7 @@ async def measure(n: int, connections: list[int], repeats: int) -> tuple[list[Po
                 for point in points:
                     point.bare.append(n / await bare_run(sink.port, messages, point.connections))
                     with database("sqlite") as url:
-                        seconds, _ = await making_run(url, sink.port, n, point.connections)
+                        seconds = await making_run(url, sink.port, n, point.connections)
                     point.making.append(n / seconds)
                     assert sink.proc is not None
                     with database("sqlite") as url:
