@@ -66,6 +66,9 @@ S, IB = Suppression.__table__, InboundMessage.__table__
 # Literal (not bound) so the planner can match the partial index `WHERE state = 'active'`.
 ACTIVE = literal_column("'active'")
 CLAIMED = literal_column("'claimed'")
+# A step due while an earlier step's touch still waits is looked at again this long after
+# that touch's retry time (or now): time for the retry to go out first.
+BEHIND_EARLIER = timedelta(minutes=1)
 IN_FLIGHT = (TouchState.claimed.value, TouchState.sending.value, TouchState.open.value,
              TouchState.unknown.value)
 
@@ -143,7 +146,8 @@ class QueueStore:
         ids = bindparam("ids", type_=ARRAY(Integer)) if pg else bindparam("ids", expanding=True)
         self._mark_claimed = update(E).where(E.c.id == any_(ids) if pg else E.c.id.in_(ids)) \
             .values(next_due_at=None, updated_at=bindparam("now"))
-        self._in_flight = select(T.c.enrollment_id).where(
+        self._in_flight = select(T.c.enrollment_id, T.c.step_name, T.c.occurrence,
+                                 T.c.retry_at).where(
             T.c.enrollment_id == any_(ids) if pg else T.c.enrollment_id.in_(ids),
             T.c.state.in_(IN_FLIGHT))
         self._sqlite_time = T.c.planned_at.type.bind_processor(db.engine.dialect)
@@ -193,11 +197,17 @@ class QueueStore:
         ids = [d.id for d in due]
         conn.execute(self._mark_claimed, {"ids": ids, "now": now})
         # An enrollment resumed while its touch still waits (e.g. deferred over a pause)
-        # must not get a second touch: the waiting one carries on.
-        busy = set(conn.execute(self._in_flight, {"ids": ids}).scalars())
+        # must not get a second touch: the waiting one carries on and advances it. A touch
+        # of an earlier step still waiting (a soft bounce's retry, an operator's retry) goes
+        # first: this step is due again just after it, never dropped (the waiting touch's
+        # outcome does not advance an enrollment that has moved past its step).
+        waiting = {w.enrollment_id: w for w in conn.execute(self._in_flight, {"ids": ids})}
         rows, by_id = [], {d.id: d for d in due}
         for d in due:
-            if d.id in busy:
+            if (w := waiting.get(d.id)) is not None:
+                if d.step_name and (w.step_name, w.occurrence) != (d.step_name, d.occurrence):
+                    replan.settle(conn, d, Defer(max(w.retry_at or now, now) + BEHIND_EARLIER,
+                                                 f"waits for step '{w.step_name}'"), now)
                 continue
             p = plan(d)
             if isinstance(p, TouchPlan):

@@ -115,3 +115,32 @@ def test_a_soft_bounce_of_the_last_step_is_counted_not_sent_again(tmp_path: Path
         ("later-track", "active"), ("welcome", "finished")]
     kinds = [t.kind for t in env.store.reports.lead("ada@example.com").timeline]
     assert kinds.count("soft_bounce_counted") == 1 and "soft_bounce_not_retried" in kinds
+
+
+def test_a_step_that_falls_due_while_the_bounced_email_waits_goes_out_after_it(
+        tmp_path: Path) -> None:
+    """`later` falls due (12 hours) before the bounced `first` is retried (1 day): it waits
+    for the retry, then goes out, and `last` after it; the enrollment finishes. (It used to
+    lose its due time at the claim that found the retry waiting: active, never due again.)"""
+    steps = [STEPS[0], {**STEPS[1], "after": "12 hours"},
+             {"name": "last", "after": "2 days", "send_window": "any",
+              "email": {"template": "again.md.j2"}}]
+    env = make_env(tmp_path, [sequence(steps=steps, rules={"soft_bounce_limit": 3})])
+    env.enroll("ada@example.com", first_name="Ada")
+    env.run_once()
+    [first] = env.touches()
+    assert soft_bounce(env, 1).retried == [first.id]
+    env.clock.advance(hours=13)
+    env.run_once()
+    assert len(env.sender.sent) == 1  # `later` waits for the retry of `first`
+    env.clock.advance(hours=11)
+    env.run_once()
+    assert message_ids(env) == [first.message_id, first.message_id]
+    env.clock.advance(minutes=2)
+    env.run_once()
+    env.clock.advance(days=3)
+    env.run_once()
+    assert [(t.step, t.state) for t in env.touches()] == [
+        ("first", "sent"), ("later", "sent"), ("last", "sent")]
+    assert len(env.sender.sent) == 4
+    assert env.store.reports.enrollments()[0]["state"] == "finished"
