@@ -4,7 +4,8 @@ SQLite has one writer at a time and, with synchronous=FULL, every COMMIT waits f
 Here each writer runs its body in a SAVEPOINT of a shared transaction, one body at a time.
 The last writer of a burst (no one queued behind it) commits for all; the others wait for
 that commit, so nobody returns before its writes are durable. A body that raises rolls back
-its own savepoint only; a failed COMMIT fails every writer of that group.
+its own savepoint only; a failed COMMIT fails every writer of that group, and so does an
+error after which SQLite has undone the whole transaction (disk full, I/O error).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Engine, RootTransaction
+from sqlalchemy import Connection, Engine, NestedTransaction, RootTransaction
 
 
 class GroupCommit:
@@ -40,16 +41,41 @@ class GroupCommit:
             savepoint = None if alone else conn.begin_nested()
             try:
                 yield conn
-            except BaseException:
                 if savepoint is not None:
-                    savepoint.rollback()
-                    self._commit_if_last()
-                else:
+                    savepoint.commit()
+            except BaseException as exc:
+                if savepoint is None:
                     self._rollback()
+                elif not self._undo(savepoint):
+                    self._fail_group(exc)
+                else:
+                    self._commit_if_last()
                 raise
-            if savepoint is not None:
-                savepoint.commit()
             self._commit_if_last(wait=True)
+
+    def _undo(self, savepoint: NestedTransaction) -> bool:
+        """Roll back one writer's savepoint; False when the shared transaction itself is
+        gone: SQLite undoes the whole transaction on some errors (disk full, I/O error,
+        out of memory), and with it the writes of those waiting for the group's commit."""
+        try:
+            if not self._conn_in_transaction():
+                return False
+            savepoint.rollback()
+            return True
+        except Exception:  # noqa: BLE001 - no savepoint to go back to: the group is lost
+            return False
+
+    def _conn_in_transaction(self) -> bool:
+        assert self._conn is not None
+        return bool(self._conn.connection.driver_connection.in_transaction)
+
+    def _fail_group(self, exc: BaseException) -> None:
+        """Every writer of the open transaction learns it failed; the next starts afresh."""
+        self._txn = None
+        self._failures[self._epoch] = exc
+        self._discard()
+        self._epoch += 1
+        self._turn.notify_all()
 
     def _open(self) -> Connection:
         if self._conn is None:

@@ -86,3 +86,49 @@ def test_a_constraint_violation_surfaces_to_its_writer(db: Database) -> None:
     with db.write() as conn:
         conn.execute(insert(KV).values(key="k2", value="v"))
     assert count(db) == 2
+
+
+def test_an_error_that_undoes_the_whole_transaction_fails_every_writer_in_it(
+        db: Database) -> None:
+    """Some SQLite errors (disk full, I/O error) roll back the whole shared transaction, not
+    just the failing writer's savepoint: A, whose block returned and who waits for the
+    shared commit, must learn its writes are gone (it used to return as if durable, and a
+    writer after it committed alone); later writers work again."""
+    group = db._group
+    assert group is not None
+    a_wrote, results = threading.Event(), {}
+
+    def a() -> None:
+        try:
+            with db.write() as conn:
+                pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+                conn.exec_driver_sql(f"PRAGMA max_page_count={pages + 3}")  # a full disk
+                conn.execute(insert(KV).values(key="a", value="v"))
+                a_wrote.set()
+                while group._arriving == 0:  # B queues behind A: A waits for B's commit
+                    threading.Event().wait(0.005)
+            results["a"] = "returned"
+        except Exception as exc:  # noqa: BLE001 - what A learns is the point
+            results["a"] = type(exc).__name__
+
+    def b() -> None:
+        a_wrote.wait()
+        try:
+            with db.write() as conn:
+                conn.exec_driver_sql(f"INSERT INTO {KV.name} (key, value) "
+                                     "VALUES ('b', hex(zeroblob(100000)))")
+            results["b"] = "returned"
+        except Exception as exc:  # noqa: BLE001
+            results["b"] = type(exc).__name__
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert not any(t.is_alive() for t in threads), "a writer is still waiting"
+    assert results == {"a": "OperationalError", "b": "OperationalError"}, results
+    assert count(db) == 0
+    with db.write() as conn:  # a fresh connection: no max_page_count, nothing half-open
+        conn.execute(insert(KV).values(key="c", value="v"))
+    assert count(db) == 1
