@@ -8,6 +8,7 @@ enrollment on SQLite is picked up within about a second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from datetime import datetime
 
@@ -15,9 +16,11 @@ import structlog
 
 from engine.services.ports import Clock
 from engine.services.send_due import PassReport, SendDue
+from engine.store.db import UNAVAILABLE, one_line
 
 log = structlog.get_logger("nurture.dispatcher")
 MIN_SLEEP = 0.05  # after an empty pass whose due work another worker holds: no hot loop
+OUTAGE_WAITS = (0.5, 1, 2, 5, 10, 30)  # seconds before the next pass while the database fails
 
 
 class Dispatcher:
@@ -29,6 +32,8 @@ class Dispatcher:
         # passes, so one pass claims, renders and records with one version of everything.
         self.between_passes = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Set while passes fail because the database does (None when the last pass worked).
+        self.failing_since: datetime | None = None
 
     def wake(self) -> None:
         """Look for due work now. Safe to call from any thread."""
@@ -48,9 +53,25 @@ class Dispatcher:
         self._loop = asyncio.get_running_loop()
         watch = asyncio.create_task(self._stop_sending_on(stop), name="stop-sending")
         try:
+            failures = 0
             while not stop.is_set():
                 self._woken.clear()
-                report = await self._pass()
+                try:
+                    report = await self._pass()
+                except UNAVAILABLE as exc:
+                    # Wait it out: the pass's recorded-but-unwritten finishes stay in memory
+                    # and are written by the first pass that works (send_due._leftovers).
+                    wait = OUTAGE_WAITS[min(failures, len(OUTAGE_WAITS) - 1)]
+                    failures += 1
+                    self.failing_since = self.failing_since or self.clock.now()
+                    log.warning("pass_failed_database", retry_in=wait,
+                                error=f"{type(exc).__name__}: {one_line(exc)}",
+                                failing_since=self.failing_since.isoformat())
+                    await self._wait(wait, stop)
+                    continue
+                if failures:
+                    log.info("pass_database_back", failed_passes=failures)
+                failures, self.failing_since = 0, None
                 if report.more:
                     continue
                 await self._sleep(report, stop)
@@ -96,6 +117,12 @@ class Dispatcher:
         finally:
             woken.cancel()
             stopped.cancel()
+
+    @staticmethod
+    async def _wait(seconds: float, stop: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
 
 
 def _seconds_until(at: datetime, now: datetime) -> float:

@@ -22,6 +22,7 @@ import structlog
 
 from engine.services.ports import Clock
 from engine.services.recover import Recovery
+from engine.store.db import UNAVAILABLE, one_line
 from engine.store.workers import WorkerRow, WorkerStore
 
 log = structlog.get_logger("nurture.heartbeat")
@@ -72,8 +73,14 @@ class Heartbeat:
         await self.recovery.reap(dead_here(rows, self.name))
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Beat until `stop`; a beat the database refuses is logged and tried again at the
+        next interval (our leases last several intervals: a short outage loses nothing)."""
         while not stop.is_set():
-            await self.beat_and_reap()
+            try:
+                await self.beat_and_reap()
+            except UNAVAILABLE as exc:
+                log.warning("heartbeat_failed_database",
+                            error=f"{type(exc).__name__}: {one_line(exc)}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval)
 

@@ -42,9 +42,13 @@ class Daemon:
         self.heartbeat = Heartbeat(app.store.workers, app.recovery, app.clock,
                                    app.worker_name, s.heartbeat_seconds,
                                    timedelta(seconds=s.lease_seconds))
+        # The heartbeat keeps this worker's leases until the dispatcher has recorded its last
+        # SMTP transaction: stopping it with the others would let another worker think us
+        # dead and retake touches still being sent.
+        self._dispatched = asyncio.Event()
         self._tasks: dict[str, TaskFactory] = {
-            "dispatcher": self.dispatcher.run,
-            "heartbeat": self.heartbeat.run,
+            "dispatcher": self._dispatch,
+            "heartbeat": lambda _stop: self.heartbeat.run(self._dispatched),
         }
         if app.store.db.is_postgres:
             from engine.daemon.wake import listen
@@ -57,6 +61,12 @@ class Daemon:
 
             path = Path(app.store.db.url.split(":///", 1)[1])
             self._tasks["watch_db"] = lambda stop: watch_sqlite(path, self.dispatcher.wake, stop)
+
+    async def _dispatch(self, stop: asyncio.Event) -> None:
+        try:
+            await self.dispatcher.run(stop)
+        finally:
+            self._dispatched.set()
 
     @property
     def wake(self) -> Callable[[], None]:

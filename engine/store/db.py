@@ -25,6 +25,9 @@ from engine.store.group_commit import GroupCommit
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA_HEAD = "0006"  # bump with every new revision (reading the scripts costs 0.3 s a command)
 SQLITE_BUSY_MS = 10_000
+# The database failed or is away (a restart, a failover, a full disk): what a long-running
+# task waits out and tries again, where a bug would be any other exception.
+UNAVAILABLE = (sa_exc.DBAPIError, DatabaseError)
 
 
 def normalise_url(url: str) -> str:
@@ -81,7 +84,7 @@ class Database:
                 command.upgrade(_alembic_config(conn), revision)
             except sa_exc.DBAPIError as exc:
                 raise DatabaseError(f"upgrading the database {self.safe_url} failed: "
-                                    f"{_one_line(exc)}") from exc
+                                    f"{one_line(exc)}") from exc
             conn.commit()
 
     def current_revision(self) -> str | None:
@@ -99,7 +102,7 @@ class Database:
             conn = self.engine.connect()
         except sa_exc.DBAPIError as exc:
             raise DatabaseError(f"cannot open the database {self.safe_url}: "
-                                f"{_one_line(exc)}") from exc
+                                f"{one_line(exc)}") from exc
         with conn:
             yield conn
 
@@ -131,9 +134,10 @@ class Database:
         self.engine.dispose()
 
 
-def _one_line(exc: sa_exc.DBAPIError) -> str:
-    """The driver's message on one line (libpq adds an indented hint line)."""
-    return " ".join(str(exc.orig).split())
+def one_line(exc: BaseException) -> str:
+    """A database error's message on one line: the driver's own for a DBAPIError (libpq adds
+    an indented hint line, SQLAlchemy the statement and a link)."""
+    return " ".join(str(getattr(exc, "orig", None) or exc).split())
 
 
 def _alembic_config(conn: Connection) -> Any:
@@ -192,4 +196,4 @@ def ping(db: Database) -> None:
         with db.read() as conn:
             conn.execute(text("SELECT 1"))
     except sa_exc.DBAPIError as exc:  # unreachable, or a file that is not a database
-        raise DatabaseError(f"cannot reach the database {db.safe_url}: {_one_line(exc)}") from exc
+        raise DatabaseError(f"cannot reach the database {db.safe_url}: {one_line(exc)}") from exc

@@ -1,5 +1,5 @@
-"""A reply that arrives while the database is away is not lost: real Dovecot, real
-PostgreSQL. The test's own database refuses connections for a while (ALLOW_CONNECTIONS false,
+"""A reply that arrives while the database is away is not lost, and the daemon itself rides
+out the outage: real Dovecot, real PostgreSQL. The test's own database refuses connections for a while (ALLOW_CONNECTIONS false,
 its sessions terminated), which is what a restart or a failover looks like to the daemon;
 the shared server keeps running. The watcher retries the reply with backoff and, once the
 database answers, the sequence stops and the handoff opens.
@@ -126,6 +126,39 @@ def test_a_reply_during_a_database_outage_hands_off_once_it_is_back(
     assert (h.email, h.state) == ("ada@example.com", "open")
     report = app.store.reports.lead("ada@example.com")
     assert report is not None and report.enrollments[-1]["state"] == "handed_off"
+
+
+def test_the_daemon_rides_out_a_database_outage(app: App, pg_url: str) -> None:
+    """The database refuses connections while a real daemon runs (send passes and heartbeats
+    fail meanwhile): the daemon keeps running and, once the database is back, sends the next
+    lead's email. It used to stop with exit 1 at the first failed pass, dropping the touch
+    outcomes it held in memory."""
+    sink = app.sink  # type: ignore[attr-defined]
+
+    async def scenario() -> None:
+        daemon = Daemon(app)
+        daemon.heartbeat.interval = 0.2
+        run = asyncio.create_task(daemon.run())
+        enroll = app.enroller(daemon.wake).enroll
+        try:
+            await asyncio.to_thread(enroll, "trial", "ada@example.com", {"first_name": "Ada"})
+            await until(lambda: len(sink.received) == 1)
+            await asyncio.to_thread(database_away, pg_url, True)
+            daemon.wake()
+            await until(lambda: daemon.dispatcher.failing_since is not None)
+            await asyncio.sleep(1.0)  # several failed passes and heartbeats
+            assert not run.done()
+            await asyncio.to_thread(database_away, pg_url, False)
+            await until(lambda: daemon.dispatcher.failing_since is None)
+            await asyncio.to_thread(enroll, "trial", "bob@example.com", {"first_name": "Bob"})
+            await until(lambda: len(sink.received) == 2)
+            assert not run.done()
+        finally:
+            daemon.stop.set()
+            await run
+        assert [m.rcpt for m in sink.received] == [("ada@example.com",), ("bob@example.com",)]
+
+    asyncio.run(scenario())
 
 
 class _Nothing:
