@@ -39,20 +39,11 @@ from benchlib import git_head, kinds, parser  # noqa: E402
 
 from tests.servers.dovecot import DEFAULT_PASSWORD, DEFAULT_USER, Dovecot  # noqa: E402
 from tests.servers.smtp_sink import SmtpSink  # noqa: E402
+from tests.servers.trial import SEQUENCE  # noqa: E402
 
 PG_ADMIN = os.environ.get("NURTURE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 POLL = 0.005  # seconds between reads of the enrollment state: bounds the error, spares the CPU
 TIMEOUT = 60.0
-SEQUENCE = """\
-name: trial
-mailbox: sales
-timezone: UTC
-send_window: any
-jitter: 0m
-steps:
-  - {name: hello, after: 0m, email: {template: hello.md.j2}}
-  - {name: nudge, after: 1 day, email: {template: hello.md.j2, thread: previous}}
-"""
 TEMPLATE = ('---\nsubject: "Hello {{ lead.first_name }}"\n---\nHi {{ lead.first_name }}.\n\n'
             "{{ sender.postal_address }}\n<{{ unsubscribe_url }}>\n")
 

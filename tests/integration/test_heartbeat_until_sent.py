@@ -13,28 +13,15 @@ from engine.daemon.runner import Daemon
 from engine.settings import MailboxConfig, Settings, SmtpConfig
 from tests.servers import polling
 from tests.servers.smtp_sink import Faults, SmtpSink
-
-SEQUENCE = """\
-name: trial
-mailbox: sales
-timezone: UTC
-send_window: any
-jitter: 0m
-steps:
-  - {name: hello, after: 0m, email: {template: hello.md.j2}}
-"""
-TEMPLATE = '---\nsubject: "Hello"\n---\nHi.\n\n{{ sender.postal_address }} {{ unsubscribe_url }}\n'
+from tests.servers.trial import write_trial
 
 
 def test_the_heartbeat_beats_until_the_last_send_is_recorded(tmp_path: Path) -> None:
-    for d in ("sequences", "templates"):
-        (tmp_path / d).mkdir()
-    (tmp_path / "sequences" / "trial.yaml").write_text(SEQUENCE)
-    (tmp_path / "templates" / "hello.md.j2").write_text(TEMPLATE)
+    sequences, templates = write_trial(tmp_path)
     with SmtpSink(Faults(slow=1.0)) as sink:  # about 2 s an email (RCPT, DATA)
         app = App(Settings(
-            database_url=f"sqlite:///{tmp_path / 'n.db'}", sequences_dir=tmp_path / "sequences",
-            templates_dir=tmp_path / "templates", secret_key="test-secret",
+            database_url=f"sqlite:///{tmp_path / 'n.db'}", sequences_dir=sequences,
+            templates_dir=templates, secret_key="test-secret",
             base_url="https://nurture.test", postal_address="1 Main St",
             mailboxes={"sales": MailboxConfig(
                 address="sales@acme.test", from_name="Sam",

@@ -1,8 +1,8 @@
 """A reply that arrives while the database is away is not lost, and the daemon itself rides
-out the outage: real Dovecot, real PostgreSQL. The test's own database refuses connections for a while (ALLOW_CONNECTIONS false,
-its sessions terminated), which is what a restart or a failover looks like to the daemon;
-the shared server keeps running. The watcher retries the reply with backoff and, once the
-database answers, the sequence stops and the handoff opens.
+out the outage: real Dovecot, real PostgreSQL. The test's own database refuses connections
+for a while (ALLOW_CONNECTIONS false, its sessions terminated), which is what a restart or a
+failover looks like to the daemon; the shared server keeps running. The watcher retries the
+reply with backoff and, once the database answers, the sequence stops and the handoff opens.
 """
 
 from __future__ import annotations
@@ -24,36 +24,20 @@ from tests.conftest import PG_ADMIN_URL, _pg_connect
 from tests.servers import polling
 from tests.servers.dovecot import DEFAULT_PASSWORD, DEFAULT_USER, Dovecot
 from tests.servers.smtp_sink import SmtpSink
+from tests.servers.trial import write_trial
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.postgres, pytest.mark.slow]
 WAIT = 40.0  # upper bound (the service's own quick retries take ~4 s); waits end at once
 PASSWORD_ENV = "TEST_IMAP_PASSWORD"
-SEQUENCE = """\
-name: trial
-mailbox: sales
-timezone: UTC
-send_window: any
-jitter: 0m
-steps:
-  - {name: hello, after: 0m, email: {template: hello.md.j2}}
-  - {name: nudge, after: 1 day, email: {template: hello.md.j2, thread: previous}}
-"""
-TEMPLATE = ('---\nsubject: "Your trial"\n---\nHow is it going?\n\n'
-            "{{ sender.postal_address }} {{ unsubscribe_url }}\n")
-
-
 @pytest.fixture
 def app(tmp_path: Path, pg_url: str, dovecot: Dovecot,
         monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
     monkeypatch.setenv(PASSWORD_ENV, DEFAULT_PASSWORD)
-    for d in ("sequences", "templates"):
-        (tmp_path / d).mkdir()
-    (tmp_path / "sequences" / "trial.yaml").write_text(SEQUENCE)
-    (tmp_path / "templates" / "hello.md.j2").write_text(TEMPLATE)
+    sequences, templates = write_trial(tmp_path)
     with SmtpSink() as sink:
         app = App(Settings(
-            database_url=pg_url, sequences_dir=tmp_path / "sequences",
-            templates_dir=tmp_path / "templates", secret_key="test-secret",
+            database_url=pg_url, sequences_dir=sequences, templates_dir=templates,
+            secret_key="test-secret",
             base_url="https://nurture.test", postal_address="1 Main St",
             mailboxes={"sales": MailboxConfig(
                 address=DEFAULT_USER, from_name="Sam Rivera",
