@@ -72,8 +72,13 @@ class Duration(Strict):
 
 
 def _to_duration(value: Any) -> Any:
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
-        return Duration.parse(str(value) if isinstance(value, str) else f"{value}m")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value != 0:  # `after: 3` meant days as often as minutes: ask, never guess
+            raise ValueError(f"{value} has no unit; write e.g. '{value}m', '{value}h' or "
+                             f"'{value} days'")
+        return Duration(amount=0, unit=Unit.minutes)
+    if isinstance(value, str):
+        return Duration.parse(value)
     return value
 
 

@@ -116,3 +116,13 @@ def test_a_lead_time_zone_that_is_not_a_zone_is_invalid_lead(value: object, mess
 def test_an_empty_lead_time_zone_means_the_default() -> None:
     """No zone is not an error: the sequence's default applies."""
     assert check_lead_timezone("") == "" and check_lead_timezone("Europe/Paris") == "Europe/Paris"
+
+
+def test_a_duration_without_a_unit_is_a_problem_except_zero(tmp_path: Path) -> None:
+    """`after: 3` meant days as often as minutes (it used to be 3 minutes, silently);
+    `after: 0` means now in any unit."""
+    problems = check(tmp_path, a="name: a\n" + steps(
+        "  - {name: hello, after: 0, " + GOOD + "}",
+        "  - {name: later, after: 3, " + GOOD + "}",
+    ))
+    assert problems == ["a.yaml:5: 3 has no unit; write e.g. '3m', '3h' or '3 days'"]
