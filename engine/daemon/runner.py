@@ -23,6 +23,7 @@ from engine.app import App
 from engine.daemon.dispatcher import Dispatcher
 from engine.daemon.heartbeat import Heartbeat
 from engine.errors import ConfigError, NurtureError
+from engine.settings import Settings
 
 log = structlog.get_logger("nurture.daemon")
 TaskFactory = Callable[[asyncio.Event], Awaitable[None]]
@@ -143,6 +144,11 @@ def preflight(app: App) -> None:
             "Set it to a long random value, e.g. `python -c 'import secrets; "
             "print(secrets.token_hex(32))'`, the same on every worker"
         )
+    unset = missing_passwords(app.settings)
+    if unset:
+        raise ConfigError("; ".join(unset) + f": export {'each' if len(unset) > 1 else 'it'} "
+                          "(secrets come only from the environment), or remove the "
+                          "password_env line")
     for problem in app.catalog.problems:
         log.error("sequence_problem", problem=str(problem))
     missing = {s.mailbox for s in app.catalog.sequences.values()} - set(app.settings.mailboxes)
@@ -154,3 +160,15 @@ def preflight(app: App) -> None:
         log.warning("base_url_not_https", base_url=app.settings.base_url,
                     hint="emails go out without List-Unsubscribe-Post (one-click); set "
                          "base_url to the public https address of nurture's web server")
+
+
+def missing_passwords(settings: Settings) -> list[str]:
+    """A mailbox's SMTP or IMAP password named in the config but not in the environment: its
+    first send or login would fail with the relay's confusing answer instead."""
+    out = []
+    for name, m in sorted(settings.mailboxes.items()):
+        for part, cfg in (("smtp", m.smtp), ("imap", m.imap)):
+            if cfg is not None and cfg.password_env and not settings.secret(cfg.password_env):
+                out.append(f"mailboxes.{name}.{part}.password_env names {cfg.password_env}, "
+                           "which is not set")
+    return out
