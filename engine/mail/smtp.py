@@ -52,6 +52,10 @@ _SENDER_WORDS = re.compile(
 # ... and "you (our mailbox) may not send": the relay's refusal of us, not of the lead.
 _MAILBOX_WORDS = re.compile(r"relay|authenticat", re.IGNORECASE)
 _SENDER_STATUSES = ("5.1.7", "5.1.8")  # RFC 3463: bad *sender* mailbox / system
+# "This message is too big" (RFC 3463 5.3.4, 5.2.3; Exim says it in words alone), which a
+# relay may answer to MAIL FROM's SIZE=: the message fails, the mailbox is not at fault.
+_SIZE_STATUSES = ("5.3.4", "5.2.3")
+_SIZE_WORDS = re.compile(r"message (size )?exceeds|too (big|large)", re.IGNORECASE)
 DAILY_QUOTA_PAUSE = 3600.0
 RATE_PAUSE = 60.0
 REJECTED_PAUSE = 900.0
@@ -91,6 +95,8 @@ def _from_reply(exc: aiosmtplib.SMTPResponseException) -> SendError:
         return quota
     if 400 <= code < 500 or code < 200:
         return TransientSendError(said, code)
+    if status in _SIZE_STATUSES or (not status and _SIZE_WORDS.search(text)):
+        return PermanentSendError(f"the relay refuses the message's size: {said}", code)
     if isinstance(exc, (aiosmtplib.SMTPAuthenticationError, aiosmtplib.SMTPSenderRefused,
                         aiosmtplib.SMTPHeloError, aiosmtplib.SMTPConnectResponseError)):
         return MailboxRejected(f"the relay refuses this mailbox: {said}", code, REJECTED_PAUSE)

@@ -68,6 +68,10 @@ PERMANENT = [  # this message was refused, not the address: fail the touch, no s
     ("data", 554, "5.7.1 Message rejected as spam"),
     ("rcpt", 550, "5.7.1 <ada@example.com>: Recipient address rejected: Access denied"),
     ("data", 552, "5.3.4 Message size exceeds fixed limit"),
+    # SIZE= with MAIL FROM: the relay refuses this message's size before RCPT, not our mailbox
+    ("mail", 552, "5.3.4 Message size exceeds fixed maximum message size"),  # Postfix
+    ("mail", 552, "Message size exceeds maximum permitted"),  # Exim, no status
+    ("mail", 552, "5.2.3 Message exceeds maximum size"),
     ("data", 550, "5.7.350 Remote server returned message detected as spam"),  # M365
 ]
 TRANSIENT = [  # retry with backoff, counted as an attempt
