@@ -242,8 +242,9 @@ class SendDue:
         """One touch, start to end; whatever goes wrong with it stays with it. `slot` is
         freed once its SMTP transaction is over, so the next touch is begun (re-checked
         right before its own SMTP transaction) while this one is recorded."""
+        at_smtp: list[bool] = []  # set once the touch is handed to SMTP
         try:
-            await self._process(claim, report, slot or _Slot(None))
+            await self._process(claim, report, slot or _Slot(None), at_smtp)
         except Exception as exc:  # noqa: BLE001 - one bad touch never stops the pass
             report.tally("error")
             reason = f"{type(exc).__name__}: {exc}"
@@ -253,9 +254,18 @@ class SendDue:
             # A no-op unless still `claimed` by us: a `sending` touch waits in _leftovers.
             self._later(partial(self.queue.give_back, claim, self.settings.worker, now,
                                 retry_at, f"error: {reason}"))
+            if not at_smtp:
+                # ... or begun (its begin committed though the call failed) and never handed
+                # to SMTP: it waits for a retry like a 4xx, instead of staying `sending`.
+                # Whichever of the two finds the touch in its state applies; the other is a
+                # no-op.
+                outcome = (Retry(retry_at, None, f"error: {reason}") if retry_at is not None
+                           else Failed(None, f"error: {reason}", False))
+                self._later(partial(self.queue.finish, claim, outcome, None, now))
             await self._run_leftovers()
 
-    async def _process(self, claim: Claim, report: PassReport, slot: _Slot) -> None:
+    async def _process(self, claim: Claim, report: PassReport, slot: _Slot,
+                       at_smtp: list[bool]) -> None:
         seq = self.catalog.sequences.get(claim.sequence)
         begun = await self._write(claim)
         if begun.decision is None or begun.context is None:
@@ -268,6 +278,7 @@ class SendDue:
             log.info(f"touch_{type(decision).__name__.lower()}", **_ids(claim),
                      **_why(decision))
             return
+        at_smtp.append(True)
         outcome = await self._smtp(claim, decision)
         slot.free()
         advance, halt = None, ""

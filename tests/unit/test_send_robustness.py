@@ -156,3 +156,28 @@ def test_an_unexpected_error_is_logged_and_the_touch_retried_later(
     assert env.run_once()["sent"] == 1
     assert sorted(m.recipient for m in env.sender.sent) == ["ada@example.com",
                                                             "bob@example.com"]
+
+
+def test_a_begin_that_committed_but_raised_is_due_again_not_stuck_sending(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The begin's commit reached the disk but its caller got an error (a connection lost
+    at COMMIT): the touch is `sending` and never went to SMTP. It is put back to wait for a
+    retry (it used to stay `sending`, its lease renewed, until a restart made it in doubt),
+    and a later pass sends it once."""
+    env.enroll("ada@example.com")
+    real, raised = env.store.queue.send_writes, [False]
+
+    def committed_then_raised(items: Any, *args: Any, **kwargs: Any) -> Any:
+        results = real(items, *args, **kwargs)
+        if not raised[0]:
+            raised[0] = True
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection"))
+        return results
+
+    monkeypatch.setattr(env.store.queue, "send_writes", committed_then_raised)
+    assert env.run_once()["error"] == 1
+    assert touch_row(env) == ("claimed", 0, 1)
+    assert env.sender.sent == []
+    env.clock.advance(minutes=1)
+    assert env.run_once()["sent"] == 1
+    assert [m.recipient for m in env.sender.sent] == ["ada@example.com"]
