@@ -68,23 +68,54 @@ class Heartbeat:
                                 os.getpid(), self.clock.now(), boot_id())
 
     async def beat_and_reap(self) -> None:
+        """One beat, then one reap (`run --once`)."""
         await asyncio.to_thread(self.workers.heartbeat, self.name, self.clock.now(), self.lease)
+        await self._reap()
+
+    async def _reap(self) -> None:
         rows = await asyncio.to_thread(self.workers.workers)
         await self.recovery.reap(dead_here(rows, self.name))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Beat until `stop`; a beat the database refuses is logged and tried again at the
-        next interval (our leases last several intervals: a short outage loses nothing)."""
-        while not stop.is_set():
-            try:
-                await self.beat_and_reap()
-            except UNAVAILABLE as exc:
-                log.warning("heartbeat_failed_database",
-                            error=f"{type(exc).__name__}: {one_line(exc)}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+        """Beat every interval until `stop`, reaping alongside: a reap that waits on a slow
+        IMAP server (looking for in-doubt touches in a Sent folder) must not hold back the
+        beats, or other workers would take this one for dead. A beat or reap the database
+        refuses is logged and tried again (our leases last several intervals)."""
+        reaping: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                if reaping is not None and reaping.done():
+                    _raise_unless_unavailable(reaping, "reap_failed_database")
+                    reaping = None
+                try:
+                    await asyncio.to_thread(self.workers.heartbeat, self.name,
+                                            self.clock.now(), self.lease)
+                except UNAVAILABLE as exc:
+                    _log_unavailable("heartbeat_failed_database", exc)
+                if reaping is None:
+                    reaping = asyncio.create_task(self._reap(), name="reap")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.interval)
+        finally:
+            if reaping is not None:
+                await asyncio.wait({reaping})
+                _raise_unless_unavailable(reaping, "reap_failed_database")
 
     async def unregister(self) -> None:
         released = await asyncio.to_thread(self.workers.release, self.name, self.clock.now())
         if released:
             log.info("claims_released_on_stop", count=released)
+
+
+def _log_unavailable(event: str, exc: BaseException) -> None:
+    log.warning(event, error=f"{type(exc).__name__}: {one_line(exc)}")
+
+
+def _raise_unless_unavailable(task: asyncio.Task[None], event: str) -> None:
+    """A finished reap: a database failure is logged (the next beat reaps again); anything
+    else stops the heartbeat task, and with it the daemon, as a bug should."""
+    exc = None if task.cancelled() else task.exception()
+    if isinstance(exc, UNAVAILABLE):
+        _log_unavailable(event, exc)
+    elif exc is not None:
+        raise exc
