@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -169,8 +170,11 @@ def run(
         daemon = Daemon(app)
         if once:
             totals = await daemon.run_once(before=Watchers(app).catch_up_once)
-            _out().print(", ".join(f"{k} {v}" for k, v in sorted(totals.items()))
-                         or "nothing was due")
+            _out().print(describe_totals(totals))
+            if totals.get("retry"):
+                _out().print("a touch waiting to retry had a temporary failure (the relay's "
+                             "answer is in the log, `touch_retry`, and in `nurture status`); "
+                             "it is tried again with backoff by the next runs")
             if totals.get("fail") or totals.get("failed"):
                 _out().print("a failed touch stops its enrollment: `nurture touches --failed` "
                              "lists those that can be retried (bounces cannot); fix the "
@@ -218,6 +222,8 @@ def status(config: Path = ConfigOption) -> None:
     oldest = _span((now - st.oldest_due_at).total_seconds()) if st.oldest_due_at else "-"
     out.print(f"due now: {st.due_now} (oldest waiting {oldest}); next due: "
               f"{_when(st.next_due_at, now)}; waiting to retry: {st.waiting_retry}")
+    if st.retry_error:
+        out.print(f"[yellow]latest retry reason[/yellow]: {st.retry_error}", soft_wrap=True)
     out.print("enrollments: " + _counts(st.enrollments))
     out.print("touches: " + _counts(st.touches) + f"; suppressed addresses: {st.suppressed}")
     if st.in_doubt:
@@ -233,6 +239,22 @@ def status(config: Path = ConfigOption) -> None:
     for w in app.store.workers.workers():
         table.add_row(w.name, str(w.pid), _when(w.started_at, now), _when(w.heartbeat_at, now))
     out.print(table if table.row_count else "workers: none running")
+
+
+# What `run --once` did, in words, in this order (SendDue's tallies and the claim count).
+_TOTALS = {"claimed": "claimed", "sent": "sent", "retry": "waiting to retry",
+           "failed": "failed", "fail": "could not be made", "opentask": "tasks opened",
+           "skip": "skipped", "defer": "deferred", "blocked": "not sent (stopped meanwhile)",
+           "error": "errors", "lost": "claims lost"}
+
+
+def describe_totals(totals: Mapping[str, int]) -> str:
+    """`claimed 2, sent 2`; `nothing was due` when a run claimed nothing."""
+    if not totals.get("claimed"):
+        return "nothing was due"
+    known = [f"{label} {totals[k]}" for k, label in _TOTALS.items() if totals.get(k)]
+    return ", ".join(known + [f"{k} {v}" for k, v in sorted(totals.items())
+                              if k not in _TOTALS and v])
 
 
 def _counts(counts: dict[str, int]) -> str:

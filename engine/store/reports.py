@@ -25,6 +25,7 @@ class Status:
     oldest_due_at: datetime | None = None
     next_due_at: datetime | None = None
     waiting_retry: int = 0
+    retry_error: str = ""  # why the touch waiting to retry that was tried last is waiting
     enrollments: dict[str, int] = field(default_factory=dict)
     touches: dict[str, int] = field(default_factory=dict)
     suppressed: int = 0
@@ -75,8 +76,12 @@ class ReportStore:
             st.due_now, st.oldest_due_at = due[0], due[1]
             st.next_due_at = conn.execute(select(func.min(E.c.next_due_at)).where(
                 E.c.state == ACTIVE, E.c.next_due_at > now)).scalar()
-            st.waiting_retry = conn.execute(select(func.count()).where(
-                T.c.state == CLAIMED, T.c.retry_at.isnot(None))).scalar() or 0
+            waiting = (T.c.state == CLAIMED, T.c.retry_at.isnot(None))
+            st.waiting_retry = conn.execute(select(func.count()).where(*waiting)).scalar() or 0
+            if st.waiting_retry:
+                st.retry_error = conn.execute(select(T.c.error).where(*waiting, T.c.error != "")
+                                              .order_by(T.c.claimed_at.desc()).limit(1)
+                                              ).scalar() or ""
             st.enrollments = dict(conn.execute(
                 select(E.c.state, func.count()).group_by(E.c.state)).all())
             st.touches = dict(conn.execute(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -86,14 +87,34 @@ def test_enroll_then_run_once_delivers_the_first_touch(cli, sink: SmtpSink) -> N
     out = cli("enroll", "demo-request", "--email", "ada@example.com",
               "--set", "first_name=Ada", "--set", "use_case=reporting")
     assert "enrolled ada@example.com in demo-request" in out
-    assert "sent 1" in cli("run", "--once")
+    assert "\nclaimed 1, sent 1\n" in cli("run", "--once")  # after the JSON logs
     [got] = sink.received
     assert got.rcpt == ("ada@example.com",) and b"Your demo request, Ada" in got.raw
+    assert cli("run", "--once").endswith("\nnothing was due\n")
     assert "touches: sent 1" in cli("status")
     timeline = cli("lead", "ada@example.com")
     assert "enrolled" in timeline and "touch_sent" in timeline
     assert "no touches in doubt" in cli("touches", "--in-doubt")
     assert "demo-request" in cli("leads")
+
+
+def test_a_relay_that_cannot_be_reached_is_said_by_run_once_and_status(
+        cli, project: Path) -> None:  # noqa: ANN001
+    """The SMTP port is closed: run --once says the touch waits to retry and where the
+    relay's answer is; status gives that answer (it used to say only `retry 1`)."""
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    config = project / "nurture.yaml"
+    config.write_text(re.sub(r"port: \d+, tls", f"port: {closed}, tls", config.read_text()))
+    cli("db", "upgrade")
+    cli("enroll", "demo-request", "--email", "ada@example.com", "--set", "first_name=Ada",
+        "--set", "use_case=reporting")
+    out = cli("run", "--once")
+    assert "\nclaimed 1, waiting to retry 1\n" in out and "`touch_retry`" in out
+    status = cli("status")
+    assert "waiting to retry: 1" in status
+    assert re.search(r"latest retry reason: connection problem: .*Connect", status), status
 
 
 def test_enrolling_twice_does_not_duplicate(cli) -> None:  # noqa: ANN001
@@ -148,7 +169,7 @@ def test_a_touch_failed_for_a_missing_field_is_retried_with_it(cli, project: Pat
     warned = cli("enroll", "trial", "--email", "ada@example.com")
     assert "warning: its emails will fail at send time: welcome:" in warned
     assert "'plan' is undefined" in warned
-    assert "fail 1" in cli("run", "--once")
+    assert "could not be made 1" in cli("run", "--once")
     listed = cli("touches", "--failed")
     assert "ada@example.com" in listed and "'plan' is undefined" in listed
     found = re.search(r"(\d+)\s*│\s*ada@example\.com", listed)
