@@ -81,7 +81,9 @@ steps:
     after: 1 business day
     task:
       kind: call
-      note: "Call {{ lead.first_name }} at {{ lead.company }}; ask what prompted the sign-up."
+      note: >-
+        Call {{ lead.first_name }}{% if lead.company %} at {{ lead.company }}{% endif %};
+        ask what prompted the sign-up.
 
   - name: last-note
     after: 5 business days

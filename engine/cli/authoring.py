@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -21,18 +20,12 @@ from engine.authoring.inputs import lead_from_inputs, parse_moment, parse_stage_
 from engine.authoring.preview import Touch, html_page, render_entries
 from engine.authoring.templates import Renderer
 from engine.authoring.validate import all_problems, check_files
-from engine.cli.common import ConfigOption, load_app
+from engine.cli.common import ConfigOption, console, load_app
 from engine.domain.context import default_sample_sender, lead_view
 from engine.domain.sequence import Sequence
 from engine.domain.timeline import simulate as simulate_timeline
 from engine.errors import NotFound
 from engine.settings import Settings
-
-
-def _out() -> Console:
-    """A console made per command, so it sees the terminal width (COLUMNS) of this run."""
-    return Console(highlight=False)
-
 
 SequencesOption = typer.Option(
     None, "--sequences", help="Sequences directory (default: sequences_dir from the config). "
@@ -62,7 +55,7 @@ def init(
     force: bool = typer.Option(False, "--force", help="Overwrite files that already exist."),
 ) -> None:
     """Create a new project: nurture.yaml, an example sequence and its templates."""
-    out = _out()
+    out = console()
     written = starter.write_project(directory, force=force)
     for path in written:
         out.print(f"created {path}")
@@ -76,7 +69,7 @@ def validate(
     config: Path = ConfigOption,
 ) -> None:
     """Check sequences and their templates; print every problem as file:line: message."""
-    out, settings = _out(), _settings(config)
+    out, settings = console(), _settings(config)
     mailboxes = set(settings.mailboxes) or None
     # Owners are checked when there is a config (or NURTURE_REPS): with none, reps are unknown.
     reps = ({r.name for r in settings.reps}
@@ -121,7 +114,7 @@ def preview(
     config: Path = ConfigOption,
 ) -> None:
     """Show the emails (subject and text) and task notes a lead would get."""
-    out, p = _out(), _prepare(config, sequence, sequences, templates, lead, set_)
+    out, p = console(), _prepare(config, sequence, sequences, templates, lead, set_)
     settings, seq, the_lead = p.settings, p.seq, p.lead
     touches = preview_touches(settings, p.catalog, seq, the_lead, datetime.now(UTC), None, [], 500)
     touches = _one_per_step(touches, seq.name)
@@ -154,7 +147,7 @@ def simulate(
     config: Path = ConfigOption,
 ) -> None:
     """Print the dated timeline a lead would get, and what a reply or stage change does."""
-    out, p = _out(), _prepare(config, sequence, sequences, templates, lead, set_)
+    out, p = console(), _prepare(config, sequence, sequences, templates, lead, set_)
     settings, catalog, seq, the_lead, zone = p.settings, p.catalog, p.seq, p.lead, p.zone
     now = datetime.now(UTC)
     started = _moment(start, "--start", lambda t: parse_moment(t, zone, now))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,17 @@ ConfigOption = typer.Option(
     None, "--config", "-c",
     help="Config file (default: $NURTURE_CONFIG, else ./nurture.yaml). Env: NURTURE_CONFIG.",
 )
+
+
+PIPED_WIDTH = 160  # a file or a CI log has no width: wide enough that no column is cut
+
+
+def console() -> Console:
+    """A console made per command, so it sees the terminal width (COLUMNS) of this run; piped
+    or redirected, Rich would cut tables at 80 columns (`simulate | cat` lost its Status
+    column): then PIPED_WIDTH, unless COLUMNS says otherwise."""
+    piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
+    return Console(highlight=False, width=PIPED_WIDTH if piped else None)
 
 
 def load_app(config: Path | None, schema: bool = False) -> App:

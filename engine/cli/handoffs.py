@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from engine.app import App
-from engine.cli.common import ConfigOption, load_app, print_lead
+from engine.cli.common import ConfigOption, console, load_app, print_lead
 
 handoff_app = typer.Typer(help="One handoff: show it, claim it, close it, or put the lead "
                                "back into nurture.", no_args_is_help=True)
@@ -23,9 +22,6 @@ def register(app: typer.Typer) -> None:
     app.command("handoffs")(handoffs)
     app.add_typer(handoff_app, name="handoff")
 
-
-def _out() -> Console:
-    return Console(highlight=False)
 
 
 def _app(config: Path | None) -> App:
@@ -63,7 +59,7 @@ def handoffs(
         table.add_row(str(h.id), f"{h.name} <{h.email}>" if h.name else h.email, h.company,
                       h.sequence or "-", h.rep or "[yellow]unassigned[/yellow]", _state(h),
                       _ago(h.created_at))
-    out = _out()
+    out = console()
     out.print(table if table.row_count else f"no {state + ' ' if state else ''}handoffs")
     for h in rows:  # why a reply waits for nobody in particular (set when it was handed off)
         if h.state == "open" and not h.rep and h.note:
@@ -80,7 +76,7 @@ IdArgument = typer.Argument(..., metavar="ID", help="The handoff's number (`nurt
 def show(handoff_id: int = IdArgument, config: Path = ConfigOption) -> None:
     """The handoff: the lead, what they wrote, the whole thread and the timeline."""
     d = _app(config).handoffs().show(handoff_id)
-    out, h, lead = _out(), d.handoff, d.lead
+    out, h, lead = console(), d.handoff, d.lead
     out.print(f"[bold]handoff {h.id}[/bold]: {_state(h)}, rep {h.rep or '-'}, "
               f"sequence {h.sequence or '-'}, replied {h.created_at:%Y-%m-%d %H:%M} UTC")
     print_lead(out, lead, d.suppressed)
@@ -114,7 +110,7 @@ def claim(handoff_id: int = IdArgument,
           config: Path = ConfigOption) -> None:
     """Take the lead over (open -> claimed)."""
     h = _app(config).handoffs().claim(handoff_id, rep)
-    _out().print(f"handoff {h.id} is claimed by {h.rep}")
+    console().print(f"handoff {h.id} is claimed by {h.rep}")
 
 
 @handoff_app.command("close")
@@ -125,7 +121,7 @@ def close(handoff_id: int = IdArgument,
           config: Path = ConfigOption) -> None:
     """Close the handoff with its outcome."""
     h = _app(config).handoffs().close(handoff_id, outcome, note, by)
-    _out().print(f"handoff {h.id} is closed: {h.outcome.replace('_', ' ')}")
+    console().print(f"handoff {h.id} is closed: {h.outcome.replace('_', ' ')}")
 
 
 @handoff_app.command("resume")
@@ -136,5 +132,5 @@ def resume(handoff_id: int = IdArgument,
            config: Path = ConfigOption) -> None:
     """Put the lead back into nurture: close as renurtured and enroll them in SEQUENCE."""
     h, enrollment_id = _app(config).handoffs().resume(handoff_id, sequence, by)
-    _out().print(f"handoff {h.id} is closed (renurtured); {h.email} is enrolled in {sequence} "
+    console().print(f"handoff {h.id} is closed (renurtured); {h.email} is enrolled in {sequence} "
                  f"(enrollment {enrollment_id})")

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from engine.app import App
 from engine.authoring.inputs import parse_set
-from engine.cli.common import ConfigOption, load_app, print_lead
+from engine.cli.common import ConfigOption, console, load_app, print_lead
 from engine.cli.lead_check import FieldCheck, render_problems
 from engine.cli.leads_csv import open_leads_csv
 from engine.domain.states import EnrollmentState
@@ -44,9 +44,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(tasks_app, name="tasks")
     app.add_typer(touches_app, name="touches")
 
-
-def _out() -> Console:
-    return Console(highlight=False)
 
 
 def _app(config: Path | None, schema: bool = True) -> App:
@@ -76,7 +73,7 @@ def db_upgrade(config: Path = ConfigOption) -> None:
     """Create the database or bring it to the newest schema (safe to run again)."""
     app = _app(config, schema=False)
     app.store.db.upgrade()
-    _out().print(f"database {app.store.db.safe_url} is at schema "
+    console().print(f"database {app.store.db.safe_url} is at schema "
                  f"{app.store.db.current_revision()}")
 
 
@@ -90,7 +87,7 @@ def enroll(
     app = _app(config)
     fields = dict(parse_set(item) for item in values or [])  # as preview and simulate do
     outcome = app.enroller().enroll(sequence, email, fields, source="cli")
-    out = _out()
+    out = console()
     if outcome.status == "already":
         out.print(f"{outcome.email} is already active in {sequence}: not enrolled twice "
                   "(lead fields merged)")
@@ -117,7 +114,7 @@ def import_leads(
     app = _app(config)
     app.catalog.get(sequence)
     leads_csv = open_leads_csv(path)
-    out, fields = _out(), FieldCheck()
+    out, fields = console(), FieldCheck()
     with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=Console(stderr=True)) as bar:
         task = bar.add_task("import", total=leads_csv.total)
@@ -170,13 +167,13 @@ def run(
         daemon = Daemon(app)
         if once:
             totals = await daemon.run_once(before=Watchers(app).catch_up_once)
-            _out().print(describe_totals(totals))
+            console().print(describe_totals(totals))
             if totals.get("retry"):
-                _out().print("a touch waiting to retry had a temporary failure (the relay's "
+                console().print("a touch waiting to retry had a temporary failure (the relay's "
                              "answer is in the log, `touch_retry`, and in `nurture status`); "
                              "it is tried again with backoff by the next runs")
             if totals.get("fail") or totals.get("failed"):
-                _out().print("a failed touch stops its enrollment: `nurture touches --failed` "
+                console().print("a failed touch stops its enrollment: `nurture touches --failed` "
                              "lists those that can be retried (bounces cannot); fix the "
                              "cause, then `nurture touches retry ID`")
         else:
@@ -207,7 +204,7 @@ def send_test(
                               dict(app.settings.mailboxes), sequence, step, to)
         finally:
             await app.sender.close()
-    _out().print(f"sent {sequence}/{step} to {to} (Message-ID {asyncio.run(main())})")
+    console().print(f"sent {sequence}/{step} to {to} (Message-ID {asyncio.run(main())})")
 
 
 # --- reports --------------------------------------------------------------------------------
@@ -218,7 +215,7 @@ def status(config: Path = ConfigOption) -> None:
     app = _app(config)
     now = app.clock.now()
     st = app.store.reports.status(now)
-    out = _out()
+    out = console()
     oldest = _span((now - st.oldest_due_at).total_seconds()) if st.oldest_due_at else "-"
     out.print(f"due now: {st.due_now} (oldest waiting {oldest}); next due: "
               f"{_when(st.next_due_at, now)}; waiting to retry: {st.waiting_retry}")
@@ -277,7 +274,7 @@ def leads(
         st = r["state"] + (f" ({r['stop_reason']})" if r["stop_reason"] else "")
         table.add_row(r["email"], name, r["sequence"], st, str(r["touch_number"]),
                       _when(r["next_due_at"], now))
-    _out().print(table if table.row_count else "no enrollments")
+    console().print(table if table.row_count else "no enrollments")
 
 
 def lead(email: str = typer.Argument(..., help="The lead's address."),
@@ -287,7 +284,7 @@ def lead(email: str = typer.Argument(..., help="The lead's address."),
     rep = app.store.reports.lead(email)
     if rep is None:
         raise NotFound(f"no lead with address {email}")
-    out = _out()
+    out = console()
     print_lead(out, rep.lead, rep.suppressed)
     for e in rep.enrollments:
         out.print(f"enrollment {e['id']}: {e['sequence']} {e['state']} "
@@ -311,7 +308,7 @@ def tasks(ctx: typer.Context, config: Path = ConfigOption) -> None:
     table = Table("id", "lead", "sequence", "step", "kind", "note")
     for t in app.store.reports.open_tasks():
         table.add_row(str(t.id), t.email, t.sequence, t.step, t.task_kind, t.body_text)
-    _out().print(table if table.row_count else "no open tasks")
+    console().print(table if table.row_count else "no open tasks")
 
 
 @tasks_app.command("done")
@@ -321,7 +318,7 @@ def tasks_done(task_id: int = typer.Argument(..., metavar="ID"),
     """Mark a task done; the lead's sequence carries on from now."""
     app = _app(config)
     app.tasks.complete(task_id, by)
-    _out().print(f"task {task_id} done; the sequence continues")
+    console().print(f"task {task_id} done; the sequence continues")
 
 
 @touches_app.callback()
@@ -342,13 +339,13 @@ def touches(ctx: typer.Context,
         table = Table("id", "lead", "sequence", "step", "error")
         for t in app.store.reports.failed():
             table.add_row(str(t.id), t.email, t.sequence, t.step, t.error)
-        _out().print(table if table.row_count else "no failed touches to retry")
+        console().print(table if table.row_count else "no failed touches to retry")
         return
     table = Table("id", "lead", "sequence", "step", "Message-ID", "mailbox", "attempts")
     for t in app.store.reports.in_doubt():
         table.add_row(str(t.id), t.email, t.sequence, t.step, t.message_id, t.mailbox,
                       str(t.attempts))
-    _out().print(table if table.row_count else "no touches in doubt")
+    console().print(table if table.row_count else "no touches in doubt")
 
 
 @touches_app.command("resend")
@@ -356,7 +353,7 @@ def touches_resend(touch_id: int = typer.Argument(..., metavar="ID"),
                    config: Path = ConfigOption) -> None:
     """Send an in-doubt touch again (same Message-ID): you checked it did not arrive."""
     _app(config).recovery.resend(touch_id, "cli")
-    _out().print(f"touch {touch_id} will be sent again on the next pass")
+    console().print(f"touch {touch_id} will be sent again on the next pass")
 
 
 @touches_app.command("retry")
@@ -369,7 +366,7 @@ def touches_retry(touch_id: int = typer.Argument(..., metavar="ID"),
     with --set); its enrollment goes on. Not for bounces: that address refused mail."""
     fields = dict(parse_set(item) for item in values or [])  # as enroll --set
     _app(config).recovery.retry(touch_id, "cli", fields)
-    _out().print(f"touch {touch_id} will be made and sent again on the next pass; its "
+    console().print(f"touch {touch_id} will be made and sent again on the next pass; its "
                  "enrollment is active again")
 
 
@@ -378,4 +375,4 @@ def touches_mark_sent(touch_id: int = typer.Argument(..., metavar="ID"),
                       config: Path = ConfigOption) -> None:
     """Record an in-doubt touch as sent (you found it in the mailbox); the sequence goes on."""
     _app(config).recovery.mark_sent(touch_id, "cli")
-    _out().print(f"touch {touch_id} marked sent")
+    console().print(f"touch {touch_id} marked sent")

@@ -8,10 +8,9 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from engine.cli.common import ConfigOption, load_app
+from engine.cli.common import ConfigOption, console, load_app
 from engine.errors import UnknownSequence
 from engine.store.stats import Counts, SequenceStats, step_names
 
@@ -39,7 +38,7 @@ def stats(
     if as_json:
         typer.echo(json.dumps([s.as_dict() for s in data], indent=2))
         return
-    out = Console(highlight=False)
+    out = console()
     if not data:
         out.print("no sequences and no enrollments yet")
     for s in data:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -170,6 +171,19 @@ def test_simulate_a_reply_stops_the_timeline(cli: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     assert "stopped: reply on Thu 2025-03-06 10:00" in result.output
     assert "3 touches (2 emails, 1 task)" in result.output
+
+
+def test_simulate_piped_keeps_every_column(tmp_path: Path) -> None:
+    """Piped to a file or a CI log (no terminal, no COLUMNS), the table is not cut at 80
+    columns: the Status column with the reply's stop is there (it used to vanish)."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    code = "from engine.cli.main import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "simulate", "demo-request", "--start", "2025-03-03 09:00",
+         "--reply-at", "2025-03-06 10:00", *REPO], cwd=tmp_path, capture_output=True,
+        text=True, timeout=60, check=False, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Status" in result.stdout and "stopped: reply on Thu 2025-03-06" in result.stdout
 
 
 def test_simulate_a_stage_change_switches_the_template(cli: CliRunner) -> None:
