@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from engine.errors import DatabaseError
 from engine.settings import Settings
 
 if TYPE_CHECKING:
@@ -77,6 +78,14 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.clock = SystemClock()
+
+    def check_schema(self) -> None:
+        """The database is at this version's schema; else one clear DatabaseError, saying
+        where nurture looked when no config file was found."""
+        try:
+            self.store.db.check_schema()
+        except DatabaseError as exc:
+            raise DatabaseError(f"{exc}{self.settings.config_hint()}") from None
 
     def close(self) -> None:
         """Close the database connections, if any were opened (the SMTP pool is async: its

@@ -181,6 +181,14 @@ class Settings(BaseSettings):
         settings._secrets = dict(secrets or {})
         return settings
 
+    def config_hint(self) -> str:
+        """Said after an error that a missing config file may explain (a cron job started in
+        the wrong directory)."""
+        if self.config_path is not None:
+            return ""
+        return (" (no config file was found: run nurture in the project's directory, pass "
+                "--config, or set NURTURE_CONFIG)")
+
     def secret(self, env_name: str) -> str:
         """The value of a secret named in the config (e.g. a mailbox password)."""
         if not env_name:

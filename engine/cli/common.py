@@ -39,7 +39,7 @@ def load_app(config: Path | None, schema: bool = False) -> App:
     if ctx is not None:
         ctx.call_on_close(app.close)
     if schema:
-        app.store.db.check_schema()
+        app.check_schema()
     return app
 
 

@@ -137,7 +137,10 @@ class Daemon:
 
 def preflight(app: App) -> None:
     """Refuse to start with a setting that would fail on the first send."""
-    app.store.db.check_schema()
+    app.check_schema()
+    if not app.settings.sequences_dir.is_dir():
+        raise ConfigError(f"the sequences directory {app.settings.sequences_dir} does not "
+                          f"exist: there is nothing to send{app.settings.config_hint()}")
     if not app.settings.secret_key:
         raise ConfigError(
             "NURTURE_SECRET_KEY is not set: it signs the unsubscribe link in every email. "

@@ -234,6 +234,19 @@ def test_bad_input_is_a_clear_error_not_a_traceback(cli, project: Path) -> None:
         assert "Traceback" not in result.stderr
 
 
+def test_a_directory_without_a_project_is_said_not_run_quietly(tmp_path: Path) -> None:
+    """In a directory with no nurture.yaml (a cron job in the wrong place): status says no
+    config file was found with where to look, and run --once exits 1 because there are no
+    sequences to send (it used to print `claimed 0` and exit 0, forever)."""
+    status = nurture("status", cwd=tmp_path)
+    assert status.returncode == 1 and "no config file was found" in status.stderr
+    assert nurture("db", "upgrade", cwd=tmp_path).returncode == 0
+    run = nurture("run", "--once", cwd=tmp_path)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "the sequences directory sequences does not exist" in run.stderr
+    assert "no config file was found" in run.stderr
+
+
 def test_run_refuses_to_start_without_a_secret_key(cli, project: Path) -> None:  # noqa: ANN001
     """No NURTURE_SECRET_KEY: the daemon says how to set it instead of failing later."""
     cli("db", "upgrade")
