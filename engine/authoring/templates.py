@@ -239,7 +239,7 @@ class Renderer:
             raise
         except jinja2.TemplateSyntaxError as exc:
             where = self._name_of(exc.filename) or exc.name or name
-            message = f"template syntax error: {exc.message}"
+            message = f"template syntax error: {_syntax_hint(exc.message or '', self._plain)}"
             raise RenderError(where, line or exc.lineno, message) from None
         except jinja2.TemplateNotFound as exc:
             raise RenderError(name, line or self._line_in(exc, name)[1],
@@ -288,4 +288,21 @@ def _sentence(exc: BaseException, context: Mapping[str, Any] | None) -> str:
         close = _close(top.group(1), [*context, *FILTERS])
         message += f"; did you mean '{close}'?" if close else (
             f"; the variables are: {', '.join(context)}")
+    return message
+
+
+def _syntax_hint(message: str, env: jinja2.Environment) -> str:
+    """Jinja's sentence, with how to fix the mistakes authors make most."""
+    if message in ("unexpected '}'", "unexpected '%'"):
+        return f"{message}; close `{{{{` with `}}}}` and `{{%` with `%}}`"
+    unknown = re.match(r"No (filter|test) named '([^']+)'", message)
+    if unknown:
+        kind, name = unknown.groups()
+        known = env.filters if kind == "filter" else env.tests
+        close = difflib.get_close_matches(name, list(known), n=1)
+        return f"no {kind} named '{name}'" + (f"; did you mean '{close[0]}'?" if close else "")
+    block = re.search(r"innermost block that needs to be closed is '(\w+)'", message)
+    if message.startswith("Unexpected end of template") and block:
+        return (f"the template ends inside a `{{% {block.group(1)} %}}` block; close it with "
+                f"`{{% end{block.group(1)} %}}`")
     return message

@@ -84,6 +84,25 @@ def _to_duration(value: Any) -> Any:
 
 DurationField = Annotated[Duration, BeforeValidator(_to_duration)]
 
+_CRON_FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31"),
+                ("month", "1-12 or jan-dec"), ("day-of-week", "0-6 or sun-sat"))
+
+
+def _cron_problem(expr: str) -> str:
+    """Which part of a cron expression is wrong, said the way a person can fix it."""
+    from croniter import croniter  # pure computation, no I/O
+
+    fields = expr.split()
+    if len(fields) != 5:
+        return (f"it has {len(fields)} field{'s' if len(fields) != 1 else ''}; write five: "
+                "minute hour day-of-month month day-of-week")
+    for i, ((what, values), field) in enumerate(zip(_CRON_FIELDS, fields, strict=True)):
+        alone = ["*"] * 5
+        alone[i] = field
+        if not croniter.is_valid(" ".join(alone)):
+            return f"its {what} field '{field}' is not valid (write {values})"
+    return "its fields do not go together"
+
 
 # --- time zones and send windows -------------------------------------------------------
 
@@ -235,10 +254,9 @@ class Step(Strict):
             from croniter import croniter  # pure computation, no I/O
 
             if not croniter.is_valid(v):
-                raise ValueError(
-                    f"'{v}' is not a cron expression; write five fields, "
-                    "e.g. '0 10 * * tue#1' (10:00 on the first Tuesday of each month)"
-                )
+                raise ValueError(f"'{v}' is not a cron expression: {_cron_problem(v)}; "
+                                 "e.g. '0 10 * * tue#1' is 10:00 on the first Tuesday of "
+                                 "each month")
         return v
 
     @model_validator(mode="after")

@@ -24,9 +24,9 @@ CASES = [
     pytest.param(
         'bad-cron.yaml',  # a cron expression croniter cannot parse
         [
-            "bad-cron.yaml:5: '0 10 * * someday' is not a cron expression; write five"
-            " fields, e.g. '0 10 * * tue#1' (10:00 on the first Tuesday of each "
-            'month)',
+            "bad-cron.yaml:5: '0 10 * * someday' is not a cron expression: its "
+            "day-of-week field 'someday' is not valid (write 0-6 or sun-sat); e.g. "
+            "'0 10 * * tue#1' is 10:00 on the first Tuesday of each month",
         ],
         id='bad-cron',
     ),
@@ -298,9 +298,8 @@ CASES = [
     pytest.param(
         'template-syntax-error.yaml',  # a Jinja syntax error at the template's own line
         [
-            'templates/syntax-error.md.j2:9: template syntax error: Unexpected end of'
-            " template. Jinja was looking for the following tags: 'elif' or 'else' or"
-            " 'endif'. The innermost block that needs to be closed is 'if'.",
+            "templates/syntax-error.md.j2:9: template syntax error: the template ends"
+            " inside a `{% if %}` block; close it with `{% endif %}`",
         ],
         id='template-syntax-error',
     ),

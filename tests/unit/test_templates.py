@@ -220,3 +220,18 @@ def test_task_note_renders_without_html(root: Path) -> None:
     note = Renderer(root).render_text("Call {{ lead.first_name }} at {{ lead.company }}",
                                       context(first_name="Ada", company="A&B"))
     assert note == "Call Ada at A&B"
+
+
+@pytest.mark.parametrize(("source", "said"), [
+    ("{{ lead.first_name | upper }", "unexpected '}'; close `{{` with `}}` and `{%` with `%}`"),
+    ("{{ lead.first_name | uper }}", "no filter named 'uper'; did you mean 'upper'?"),
+    ("{% for x in lead.fields %}{{ x }}", "the template ends inside a `{% for %}` block; "
+                                          "close it with `{% endfor %}`"),
+])
+def test_a_syntax_error_says_how_to_fix_it(tmp_path: Path, source: str, said: str) -> None:
+    """The three mistakes authors make most, each with its fix (Jinja's sentence alone was
+    'unexpected }' or 'No filter named ...' with no hint)."""
+    (tmp_path / "t.md.j2").write_text(f"---\nsubject: Hi\n---\n{source}\n")
+    with pytest.raises(RenderError) as caught:
+        Renderer(tmp_path).render_email("t.md.j2", {"lead": {"first_name": "Ada"}})
+    assert caught.value.message == f"t.md.j2:4: template syntax error: {said}"

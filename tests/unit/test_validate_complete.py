@@ -126,3 +126,16 @@ def test_a_duration_without_a_unit_is_a_problem_except_zero(tmp_path: Path) -> N
         "  - {name: later, after: 3, " + GOOD + "}",
     ))
     assert problems == ["a.yaml:5: 3 has no unit; write e.g. '3m', '3h' or '3 days'"]
+
+
+@pytest.mark.parametrize(("cron", "said"), [
+    ("0 25 * * tue", "its hour field '25' is not valid (write 0-23)"),
+    ("0 9 * *", "it has 4 fields; write five: minute hour day-of-month month day-of-week"),
+    ("0 9 * 0 *", "its month field '0' is not valid (write 1-12 or jan-dec)"),
+])
+def test_a_bad_cron_names_the_field_that_is_wrong(tmp_path: Path, cron: str, said: str) -> None:
+    """`0 25 * * tue` has five fields: the problem is the hour (the message used to say
+    'write five fields')."""
+    [problem] = check(tmp_path, a="name: a\nmailbox: sales\nsteps:\n"
+                      f"  - {{name: monthly, cron: '{cron}', {GOOD}}}\n")
+    assert problem.startswith(f"a.yaml:4: '{cron}' is not a cron expression: {said}")
