@@ -6,6 +6,7 @@ API tokens) never live in the file: the file names the environment variable that
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Collection, Mapping
 from email.errors import HeaderParseError
@@ -13,7 +14,6 @@ from email.headerregistry import Address as ParsedAddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from engine.authoring.yamlload import Document, load_document
 from engine.domain.correlation import sendable_address
 from engine.domain.sequence import check_timezone
 from engine.errors import ConfigError
@@ -149,14 +150,14 @@ class Settings(BaseSettings):
         `secrets` answers `secret(name)` for the names it holds, before the environment."""
         path = _find_config(config_path)
         data: dict[str, Any] = {}
+        doc: Document | None = None
         if path is not None:
-            try:
-                loaded = yaml.safe_load(path.read_text()) or {}
-            except (OSError, yaml.YAMLError) as exc:
-                raise ConfigError(f"{path}: cannot read the config file: {exc}") from exc
-            if not isinstance(loaded, dict):
+            doc, problems = load_document(path)
+            if problems or doc is None:
+                raise ConfigError("\n".join(str(p) for p in problems))
+            if not isinstance(doc.data or {}, dict):
                 raise ConfigError(f"{path}: the config file must be a mapping of settings")
-            data = loaded
+            data = dict(doc.data or {})
             base = path.parent
             for key in ("sequences_dir", "templates_dir"):
                 if key in data and not Path(data[key]).is_absolute():
@@ -175,7 +176,7 @@ class Settings(BaseSettings):
         try:
             settings = cls(config_path=path, **data)
         except ValidationError as exc:
-            raise ConfigError(_explain(path, exc, env_keys - set(overrides))) from None
+            raise ConfigError(_explain(doc, exc, env_keys - set(overrides))) from None
         except SettingsError as exc:  # an env value that must be JSON is not
             raise ConfigError(_env_not_json(exc)) from None
         settings._secrets = dict(secrets or {})
@@ -233,18 +234,36 @@ def _env_not_json(exc: SettingsError) -> str:
             f"(nurture.yaml, {field}:)")
 
 
-def _explain(path: Path | None, exc: ValidationError, from_env: Collection[str] = ()) -> str:
-    """Each error on a line, blamed on the environment variable or the file it came from."""
+def _explain(doc: Document | None, exc: ValidationError, from_env: Collection[str] = ()) -> str:
+    """Each error on a line, blamed on the environment variable or the file (and its line)
+    it came from, with a did-you-mean for an unknown setting."""
     lines = []
     for err in exc.errors():
-        top = str(err["loc"][0]) if err["loc"] else ""
+        loc = tuple(err["loc"])
+        top = str(loc[0]) if loc else ""
         where = (f"NURTURE_{top.upper()} (environment)" if top in from_env
-                 else str(path) if path else "settings")
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"]
+                 else f"{doc.path}:{doc.line(loc)}" if doc is not None else "settings")
+        msg = _PLAIN_ERRORS.get(err["type"], err["msg"])
         if err["type"] == "extra_forbidden":
-            msg = "unknown setting"
+            close = difflib.get_close_matches(str(loc[-1]), _setting_names(), n=1)
+            msg = "unknown setting" + (f"; did you mean '{close[0]}'?" if close else "")
         elif err["type"] == "value_error":
             msg = str(err.get("ctx", {}).get("error", msg))  # our own message, no prefix
-        lines.append(f"{where}: {loc}: {msg}")
+        lines.append(f"{where}: {'.'.join(str(p) for p in loc)}: {msg}")
     return "\n".join(lines)
+
+
+# pydantic's sentences for the mistakes made in a config file, said plainly.
+_PLAIN_ERRORS = {
+    "int_parsing": "must be a whole number, e.g. 587",
+    "float_parsing": "must be a number, e.g. 30",
+    "bool_parsing": "must be true or false",
+    "missing": "is required",
+}
+
+
+def _setting_names() -> list[str]:
+    """Every key a config file may use, at any level."""
+    models: list[type[BaseModel]] = [Settings, SmtpConfig, ImapConfig, MailboxConfig,
+                                     RepConfig]
+    return sorted({name for m in models for name in m.model_fields})

@@ -215,19 +215,40 @@ def test_a_mailbox_with_a_bad_address_or_port_is_refused_with_every_reason(
     config = project / "nurture.yaml"
     text = config.read_text().replace("address: sales@example.com", "address: notanemail")
     text = text.replace("port: 1025", "port: 99999")
-    config.write_text(text.replace("email: sam@example.com", "email: sam.example.com"))
+    text = text.replace("email: sam@example.com", "email: sam.example.com")
+    config.write_text(text)
+    line = {w: text[:text.index(w)].count("\n") + 1 for w in ("notanemail", "99999", "sam.ex")}
     code, _, err = nurture("validate", capsys=capsys)
     assert code == 1 and "Traceback" not in err
     assert err.splitlines() == [
-        "error: nurture.yaml: mailboxes.sales.address: 'notanemail' is not an email address; "
-        "write it like sales@example.com (ASCII only: an internationalised domain in its xn-- "
-        "form)",
-        "nurture.yaml: mailboxes.sales.smtp.port: 99999 is not a port; a port is a number "
-        "from 1 to 65535",
-        "nurture.yaml: reps.0.email: 'sam.example.com' is not an email address; write it like "
-        "sales@example.com (ASCII only: an internationalised domain in its xn-- form)",
+        f"error: nurture.yaml:{line['notanemail']}: mailboxes.sales.address: 'notanemail' is "
+        "not an email address; write it like sales@example.com (ASCII only: an "
+        "internationalised domain in its xn-- form)",
+        f"nurture.yaml:{line['99999']}: mailboxes.sales.smtp.port: 99999 is not a port; a "
+        "port is a number from 1 to 65535",
+        f"nurture.yaml:{line['sam.ex']}: reps.0.email: 'sam.example.com' is not an email "
+        "address; write it like sales@example.com (ASCII only: an internationalised domain in "
+        "its xn-- form)",
     ]
 
+
+
+@pytest.mark.parametrize(("edit", "said"), [
+    (("\nbase_url:", "\nbase_ur:"), "base_ur: unknown setting; did you mean 'base_url'?"),
+    (("port: 1025", "port: smtp"), "mailboxes.sales.smtp.port: must be a whole number, e.g. 587"),
+    (("from_name: Sam", "from_name: [Sam"), "a '[' list opened here is not closed; add the ']'"),
+])
+def test_a_config_mistake_names_its_line_and_the_fix(
+        project: Path, capsys: pytest.CaptureFixture[str], edit: tuple[str, str],
+        said: str) -> None:
+    """A misspelled setting (did you mean), a word where a number goes, an unclosed list:
+    `nurture.yaml:LINE: ...` (the file's errors had no line; the YAML one was PyYAML's)."""
+    config = project / "nurture.yaml"
+    text = config.read_text()
+    line = text[:text.index(edit[0]) + edit[0].startswith("\n")].count("\n") + 1
+    config.write_text(text.replace(edit[0], edit[1], 1))
+    code, _, err = nurture("status", capsys=capsys)
+    assert (code, err) == (1, f"error: nurture.yaml:{line}: {said}\n")
 
 # --- reports -------------------------------------------------------------------------------------
 
