@@ -14,7 +14,12 @@ from typing import Any
 
 from engine.authoring.templates import Renderer
 from engine.authoring.yamlload import Document, Loc
-from engine.domain.context import default_sample_sender, sample_lead, template_context
+from engine.domain.context import (
+    LEAD_KEYS,
+    default_sample_sender,
+    sample_lead,
+    template_context,
+)
 from engine.domain.sequence import Sequence, Step
 from engine.errors import Problem, RenderError
 
@@ -53,6 +58,7 @@ class TemplateChecker:
         """Every step's templates; `slots` when only some steps of the file parsed."""
         problems: list[Problem] = []
         for slot in slots if slots is not None else all_slots(seq):
+            problems += _check_when(seq, doc, slot)
             if slot.step.email is not None:
                 problems += self._check_variants(seq, doc, slot, slot.step.email.template)
             elif slot.step.task is not None and slot.step.task.note:
@@ -153,3 +159,20 @@ def _bare(exc: RenderError) -> str:
     """The RenderError's sentence without its `template:line: ` prefix."""
     where = f"{exc.template}:{exc.line}" if exc.line else exc.template
     return exc.message.removeprefix(f"{where}: ")
+
+
+def _check_when(seq: Sequence, doc: Document, slot: Slot) -> list[Problem]:
+    """A `when:` field must be a lead column or in the sample lead, as a template's must: a
+    misspelt one (`plna`) would otherwise skip the step for every lead, silently."""
+    known = sorted({*LEAD_KEYS, *sample_lead(seq.sample_lead)["fields"]})
+    problems = []
+    for key in slot.step.when or {}:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1)
+        hint = f"did you mean '{close[0]}'? If not, " if close else ""
+        problems.append(doc.problem(
+            ("steps", slot.index, "when", key),
+            f"when: '{key}' is not a lead field and the sample_lead does not have it; "
+            f"{hint}add it to sample_lead (leads give it as a custom field)"))
+    return problems

@@ -139,3 +139,15 @@ def test_a_bad_cron_names_the_field_that_is_wrong(tmp_path: Path, cron: str, sai
     [problem] = check(tmp_path, a="name: a\nmailbox: sales\nsteps:\n"
                       f"  - {{name: monthly, cron: '{cron}', {GOOD}}}\n")
     assert problem.startswith(f"a.yaml:4: '{cron}' is not a cron expression: {said}")
+
+
+def test_a_when_field_no_lead_has_is_a_problem(tmp_path: Path) -> None:
+    """`when: {plna: pro}` (sample_lead has `plan`): named with a did-you-mean; it used to
+    pass validate and skip the step for every lead. Columns and sample_lead fields pass."""
+    problems = check(tmp_path, a="name: a\nsample_lead: {plan: pro}\n" + steps(
+        "  - {name: hello, after: 0m, when: {stage: awareness, plan: pro}, " + GOOD + "}",
+        "  - {name: later, after: 1 day, when: {plna: pro}, " + GOOD + "}",
+    ))
+    assert problems == ["a.yaml:6: when: 'plna' is not a lead field and the sample_lead does "
+                        "not have it; did you mean 'plan'? If not, add it to sample_lead (leads "
+                        "give it as a custom field)"]
