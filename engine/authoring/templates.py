@@ -22,7 +22,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
 from engine.authoring import markup
-from engine.authoring.yamlload import load_text, syntax_problem
+from engine.authoring.yamlload import NotUtf8, load_text, read_utf8, syntax_problem
 from engine.domain.context import FILTERS
 from engine.errors import RenderError
 
@@ -221,8 +221,10 @@ class Renderer:
         if ".." in Path(name).parts or not path.is_file():
             raise RenderError(name, None, f"no such template file in {self.templates_dir}/")
         try:
-            source = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            source = read_utf8(path)
+        except NotUtf8 as exc:
+            raise RenderError(name, exc.line, str(exc)) from None
+        except OSError as exc:
             raise RenderError(name, None, f"cannot read the template: {exc}") from None
         return kind, parse_front_matter(source, name)
 

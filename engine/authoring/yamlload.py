@@ -55,6 +55,25 @@ def _date_or_text(loader: Loader, node: yaml.ScalarNode) -> Any:
 Loader.add_constructor("tag:yaml.org,2002:timestamp", _date_or_text)
 
 
+class NotUtf8(ValueError):
+    """A sequence or template file with a byte that is not UTF-8 (saved as Latin-1, say)."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def read_utf8(path: Path | str) -> str:
+    """The file's text; NotUtf8 names the line and byte of the first one that is not."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise NotUtf8(line, f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x}); save "
+                            "it as UTF-8 in your editor") from None
+
+
 @dataclass
 class Document:
     """A parsed YAML file: the plain data plus the 1-based line of every key and item."""
@@ -80,9 +99,11 @@ def load_document(
     """Parse one file. A syntax error gives (None, [problem]); duplicate keys are problems."""
     name = str(path)
     try:
-        source = Path(path).read_text(encoding="utf-8") if text is None else text
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(name, None, f"cannot read the file: {exc}")]
+        source = read_utf8(path) if text is None else text
+    except NotUtf8 as exc:
+        return None, [Problem(name, exc.line, str(exc))]
+    except OSError as exc:
+        return None, [Problem(name, None, f"cannot read the file: {exc.strerror or exc}")]
     loader = Loader(source)
     try:
         node = loader.get_single_node()

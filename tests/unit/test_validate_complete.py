@@ -151,3 +151,19 @@ def test_a_when_field_no_lead_has_is_a_problem(tmp_path: Path) -> None:
     assert problems == ["a.yaml:6: when: 'plna' is not a lead field and the sample_lead does "
                         "not have it; did you mean 'plan'? If not, add it to sample_lead (leads "
                         "give it as a custom field)"]
+
+
+def test_a_file_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    """A sequence and a template saved as Latin-1: each problem names the file, the line of
+    the first bad byte and how to fix it (it was Python's codec error with a position)."""
+    seqs, templates = tmp_path / "seqs", tmp_path / "templates"
+    seqs.mkdir()
+    templates.mkdir()
+    (seqs / "a.yaml").write_bytes(b"name: a\nmailbox: sales\n# Ren\xe9e\nsteps: []\n")
+    (seqs / "b.yaml").write_text("name: b\n" + steps(
+        "  - {name: hello, after: 0m, email: {template: latin.md.j2}}"))
+    (templates / "latin.md.j2").write_bytes(b"---\nsubject: Hi\n---\nHi Ren\xe9e\n")
+    _, problems = validate_paths([seqs], templates, mailboxes=["sales"])
+    said = "the file is not UTF-8 text (byte 0xe9); save it as UTF-8 in your editor"
+    assert [str(p) for p in problems] == [f"{seqs / 'a.yaml'}:3: {said}",
+                                          f"{templates / 'latin.md.j2'}:4: {said}"]
