@@ -30,6 +30,7 @@ class LeadsCsv:
     total: int
     warnings: list[str] = field(default_factory=list)
     _long_rows: list[int] = field(default_factory=list)  # lines with more cells than the header
+    _blank_rows: int = 0
 
     def rows(self) -> Iterator[Row]:
         """(line, fields) for each data row; cells without a column name are left out."""
@@ -37,15 +38,20 @@ class LeadsCsv:
             reader = csv.reader(f)
             next(reader, None)
             for values in reader:
+                if not any(v.strip() for v in values):
+                    self._blank_rows += 1  # a spreadsheet's trailing `,,,,` rows
+                    continue
                 if len(values) > len(self.names):
                     self._long_rows.append(reader.line_num)
                 data = {name: value.strip() for name, value in zip(self.names, values,
                                                                      strict=False) if name}
                 data["email"] = data.pop(self.email_column, "")
                 yield reader.line_num, data
-        self._note_long_rows()
+        self._note_skipped()
 
-    def _note_long_rows(self) -> None:
+    def _note_skipped(self) -> None:
+        if self._blank_rows:
+            self.warnings.append(f"{self.path}: {self._blank_rows} empty row(s) were skipped")
         if self._long_rows:
             n, first = len(self._long_rows), self._long_rows[0]
             self.warnings.append(f"{self.path}: {n} row(s) have more cells than the header "
@@ -62,11 +68,14 @@ def open_leads_csv(path: Path) -> LeadsCsv:
             header = next(reader, [])
             # Decodes the whole file: a bad byte shows up now. Records, not lines: a quoted
             # cell may span lines, and the progress bar counts rows as rows() yields them.
-            total = sum(1 for _ in reader)
+            total = sum(1 for values in reader if any(v.strip() for v in values))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise InvalidLead(_not_utf8(path, encoding)) from None
+    if not any(h.strip() for h in header):
+        raise InvalidLead(f"{path}: the file is empty or its first line is; the first line "
+                          "must name the columns, one of them 'email'")
     names = [h.strip().lower().replace(" ", "_") for h in header]
     _check_duplicates(path, names)
     email_column = next((n for n in names if n in EMAIL_COLUMNS), None)

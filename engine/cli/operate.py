@@ -123,21 +123,24 @@ def import_leads(
             progress=lambda n: bar.advance(task, n))
     out.print(f"{report.enrolled} enrolled, {report.already} already active (merged), "
               f"{report.duplicates} duplicate rows merged, {len(report.rejected)} rejected")
-    rejected = {r.row for r in report.rejected}
+    # In file order: rows refused while reading and rows refused by the store (suppressed,
+    # with a rep) are found at different moments.
+    refused = sorted(report.rejected, key=lambda r: r.row)
+    rejected = {r.row for r in refused}
     for warning in [*leads_csv.warnings, *fields.warnings(app, sequence, rejected)]:
         out.print(f"[yellow]warning:[/yellow] {warning}")
-    if report.rejected:
+    if refused:
         table = Table("line", "email", "reason", title="rejected rows")
-        for r in report.rejected[:50]:
+        for r in refused[:50]:
             table.add_row(str(r.row), r.email, r.reason)
         out.print(table)
-        if len(report.rejected) > 50:
-            out.print(f"... and {len(report.rejected) - 50} more (use --rejects FILE)")
-    if rejects and report.rejected:
+        if len(refused) > 50:
+            out.print(f"... and {len(refused) - 50} more (use --rejects FILE)")
+    if rejects and refused:
         with rejects.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["line", "email", "reason"])
-            w.writerows((r.row, r.email, r.reason) for r in report.rejected)
+            w.writerows((r.row, r.email, r.reason) for r in refused)
 
 
 # --- the daemon ---------------------------------------------------------------------------

@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from engine.app import App
 from engine.authoring.starter import write_project
 from engine.cli.main import main
+from engine.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 OVERFLOW = """\
@@ -105,6 +108,31 @@ def test_unnamed_csv_cells_are_ignored_with_a_warning(project: Path,
     assert "1 row(s) have more cells than the header (first on line 3)" in out
     assert "fields:" not in nurture("lead", "a@example.com", capsys=capsys)[1]
 
+
+
+def test_empty_csv_rows_are_skipped_and_rejections_come_in_file_order(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A spreadsheet's trailing `,,` rows are skipped with a warning (they were rejected as
+    'no email address'); a suppressed address on line 2 is listed before a bad one on line 3
+    (the store's refusals came after the reader's)."""
+    upgraded(capsys)
+    app = App(Settings.load(project / "nurture.yaml"))
+    app.store.leads.suppress("gone@example.com", "unsubscribe", "test", datetime.now(UTC))
+    app.close()
+    (project / "leads.csv").write_text("email,first_name\ngone@example.com,G\n"
+                                       "not-an-email,N\nada@example.com,Ada\n,,\n , \n")
+    code, out, _ = nurture("import", "welcome", "leads.csv", capsys=capsys)
+    assert code == 0 and "1 enrolled" in out and "2 rejected" in out
+    assert "warning: leads.csv: 2 empty row(s) were skipped" in out
+    assert out.index("gone@example.com") < out.index("not-an-email")
+
+
+def test_an_empty_csv_says_so(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    upgraded(capsys)
+    (project / "leads.csv").write_text("")
+    code, _, err = nurture("import", "welcome", "leads.csv", capsys=capsys)
+    assert (code, err) == (1, "error: leads.csv: the file is empty or its first line is; the "
+                              "first line must name the columns, one of them 'email'\n")
 
 # --- validate, and the commands that use a sequence --------------------------------------------
 
