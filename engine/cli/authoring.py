@@ -129,6 +129,11 @@ def preview(
     if html is not None:
         _write(html, html_page(f"Preview of {seq.name}", touches, sender, the_lead))
         out.print(f"wrote {html}")
+    broken = [t for t in touches if t.error]
+    if broken:  # as validate does: a script or CI job sees that this lead's emails fail
+        out.print(f"[red]{len(broken)} of {len(touches)} touch(es) cannot be made for this "
+                  "lead[/red] (shown above); the daemon would fail them")
+        raise typer.Exit(1)
 
 
 def simulate(

@@ -240,3 +240,22 @@ def test_every_command_has_help(cli: CliRunner, command: str) -> None:
     """--help works for each authoring command."""
     result = cli.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_preview_of_a_lead_whose_email_cannot_be_made_exits_1(cli: CliRunner,
+                                                               tmp_path: Path) -> None:
+    """The lead lacks a field the template reads: the error is shown in the step's box and
+    the exit code is 1, as validate's (it was 0, so a script could not tell)."""
+    seqs, templates = tmp_path / "seqs", tmp_path / "tpl"
+    seqs.mkdir()
+    templates.mkdir()
+    (seqs / "p.yaml").write_text("name: p\nmailbox: sales\nsample_lead: {plan: pro}\nsteps:\n"
+                                 "  - {name: hello, after: 0m, email: {template: p.md.j2}}\n")
+    (templates / "p.md.j2").write_text("---\nsubject: Your {{ lead.fields.plan }} trial\n---\n"
+                                       "Hi.\n\n{{ sender.postal_address }} {{ unsubscribe_url }}\n")
+    args = ["preview", "p", "--sequences", str(seqs), "--templates", str(templates)]
+    assert cli.invoke(app, args).exit_code == 0  # the sample lead has `plan`
+    result = cli.invoke(app, [*args, "--set", "email=g@example.com", "--set", "first_name=G"])
+    assert result.exit_code == 1
+    assert "'plan' is undefined" in result.output
+    assert "1 of 1 touch(es) cannot be made for this lead" in result.output
