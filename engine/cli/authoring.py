@@ -157,6 +157,9 @@ def simulate(
     now = datetime.now(UTC)
     started = _moment(start, "--start", lambda t: parse_moment(t, zone, now))
     replied = _moment(reply_at, "--reply-at", lambda t: parse_moment(t, zone, now))
+    if replied is not None and replied < started:
+        raise typer.BadParameter(f"the reply ({reply_at}) is before the enrollment (--start "
+                                 f"{start}); give a later time", param_hint="--reply-at")
     changes = [_moment(s, "--stage", lambda t: parse_stage_change(t, zone, now))
                for s in stage or []]
     touches = preview_touches(settings, catalog, seq, the_lead, started, replied, changes, limit)

@@ -227,6 +227,14 @@ def test_simulate_with_a_bad_date_is_a_usage_error(cli: CliRunner) -> None:
     assert "is not a date and time" in result.output
 
 
+def test_simulate_with_a_reply_before_the_start_is_a_usage_error(cli: CliRunner) -> None:
+    """--reply-at before --start: exit 2 saying so (it printed 'no touches')."""
+    result = cli.invoke(app, ["simulate", "demo-request", "--start", "2025-03-03 09:00",
+                              "--reply-at", "2025-03-01 09:00", *REPO])
+    assert result.exit_code == 2
+    assert "is before the enrollment" in result.output
+
+
 def test_unknown_sequence_is_a_clear_error(tmp_path: Path) -> None:
     """The real entry point prints `error: ...` with a suggestion, exit 1, no traceback."""
     result = nurture("preview", "demo-requst", *REPO, cwd=tmp_path)
