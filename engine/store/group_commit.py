@@ -16,6 +16,17 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, NestedTransaction, RootTransaction
 
+from engine.errors import DatabaseError
+
+LOST = ("SQLite undid the whole transaction (a full disk, an I/O error): none of its writes "
+        "were saved")
+
+
+def transaction_lost(conn: Connection) -> bool:
+    """SQLite ends the transaction itself on some errors (disk full, I/O error, out of
+    memory), not just the failing statement: the connection is then in none."""
+    return not getattr(conn.connection.driver_connection, "in_transaction", True)
+
 
 class GroupCommit:
     def __init__(self, engine: Engine) -> None:
@@ -51,6 +62,10 @@ class GroupCommit:
                 else:
                     self._commit_if_last()
                 raise
+            if transaction_lost(conn):  # a body caught the error that undid it all
+                lost = DatabaseError(LOST)
+                self._fail_group(lost)
+                raise lost
             self._commit_if_last(wait=True)
 
     def _undo(self, savepoint: NestedTransaction) -> bool:
@@ -58,16 +73,12 @@ class GroupCommit:
         gone: SQLite undoes the whole transaction on some errors (disk full, I/O error,
         out of memory), and with it the writes of those waiting for the group's commit."""
         try:
-            if not self._conn_in_transaction():
+            if self._conn is None or transaction_lost(self._conn):
                 return False
             savepoint.rollback()
             return True
         except Exception:  # noqa: BLE001 - no savepoint to go back to: the group is lost
             return False
-
-    def _conn_in_transaction(self) -> bool:
-        assert self._conn is not None
-        return bool(self._conn.connection.driver_connection.in_transaction)
 
     def _fail_group(self, exc: BaseException) -> None:
         """Every writer of the open transaction learns it failed; the next starts afresh."""

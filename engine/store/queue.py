@@ -56,6 +56,7 @@ from engine.domain.touch import (
 )
 from engine.store import events, replan
 from engine.store.db import Database
+from engine.store.group_commit import transaction_lost
 from engine.store.inbound import resume_paused
 from engine.store.leads import lead_record, stop, stop_live
 from engine.store.tables import Enrollment, InboundMessage, Lead, Suppression, Touch
@@ -492,11 +493,15 @@ R = TypeVar("R")
 
 
 def _each(conn: Connection, work: Callable[[], R]) -> R | Exception:
-    """One touch's part of a batch, in a savepoint: its error is returned, its writes undone."""
+    """One touch's part of a batch, in a savepoint: its error is returned, its writes undone.
+    An error after which SQLite undid the whole transaction is raised: the touches before
+    it in the batch lost their writes too, and must not be told otherwise."""
     try:
         with conn.begin_nested(), events.gathered(conn):
             return work()
     except Exception as exc:  # noqa: BLE001 - that touch's result; the others go on
+        if transaction_lost(conn):
+            raise
         return exc
 
 

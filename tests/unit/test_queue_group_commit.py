@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, insert, select
+from sqlalchemy.exc import OperationalError
 
 from engine.store.db import Database
 from engine.store.tables import KeyValue
@@ -131,4 +133,28 @@ def test_an_error_that_undoes_the_whole_transaction_fails_every_writer_in_it(
     assert count(db) == 0
     with db.write() as conn:  # a fresh connection: no max_page_count, nothing half-open
         conn.execute(insert(KV).values(key="c", value="v"))
+    assert count(db) == 1
+
+
+def test_a_batch_item_that_undoes_the_whole_transaction_fails_the_batch(db: Database) -> None:
+    """send_writes' batch, one savepoint per item: item 2 fills the disk, and SQLite undoes
+    the whole transaction. Item 1 must not be told its write was saved (a begin told so went
+    to SMTP while the touch stayed `claimed`, to be sent again later): the batch raises."""
+    from engine.store.queue import QueueStore
+
+    def work(conn: Any, item: str) -> str:
+        if item == "first":
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+            conn.exec_driver_sql(f"PRAGMA max_page_count={pages + 3}")
+            conn.execute(insert(KV).values(key="first", value="v"))
+        else:
+            conn.exec_driver_sql(f"INSERT INTO {KV.name} (key, value) "
+                                 "VALUES ('second', hex(zeroblob(100000)))")
+        return item
+
+    with pytest.raises(OperationalError):
+        QueueStore(db)._each_in_one(["first", "second"], work)
+    assert count(db) == 0
+    with db.write() as conn:
+        conn.execute(insert(KV).values(key="after", value="v"))
     assert count(db) == 1
