@@ -123,16 +123,23 @@ class SendDue:
         wakes: list[datetime] = list(self._paused.values())
         eligible: list[str] = []
         work = []
-        for name, seqs in self._sequences_by_mailbox().items():
-            if name in self._paused or self.stopping:
-                continue
-            claims, wake = await self._claim(name, seqs, now, report)
-            if wake is not None:
-                wakes.append(wake)
-            else:
-                eligible += seqs
-            work.append(self._run_claims(name, claims, report))
-        await asyncio.gather(*work)
+        try:
+            for name, seqs in self._sequences_by_mailbox().items():
+                if name in self._paused or self.stopping:
+                    continue
+                claims, wake = await self._claim(name, seqs, now, report)
+                if wake is not None:
+                    wakes.append(wake)
+                else:
+                    eligible += seqs
+                work.append(self._run_claims(name, claims, report))
+        finally:
+            # Claims already made are worked (or handed back) even if a later mailbox's
+            # claim failed, and every mailbox's SMTP transactions end before the pass does.
+            results = await asyncio.gather(*work, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         nxt = await asyncio.to_thread(self.queue.next_wakeup, eligible)
         report.wake_at = min([w for w in [nxt, *wakes] if w is not None], default=None)
         return report
@@ -160,9 +167,14 @@ class SendDue:
         budget = self.mstore.budget(name, cfg.per_minute_limit, cfg.daily_limit, now)
         claims = await asyncio.to_thread(self.queue.claim_retries, w, seqs, now, limit, lease,
                                           budget)
-        claims += await asyncio.to_thread(self.queue.claim_due, w, seqs, now,
-                                          limit - len(claims), lease, self._planner(name),
-                                          budget)
+        try:
+            claims += await asyncio.to_thread(self.queue.claim_due, w, seqs, now,
+                                              limit - len(claims), lease, self._planner(name),
+                                              budget)
+        except Exception:
+            # The retries claimed a moment ago would wait, held by us, until a restart.
+            self._later(partial(self.queue.hand_back, claims, w, now))
+            raise
         report.claimed += len(claims)
         if budget.held_back or len(claims) >= limit < self.settings.batch_size:
             # held back by the limits: look again when a slot frees

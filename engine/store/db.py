@@ -25,9 +25,10 @@ from engine.store.group_commit import GroupCommit
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA_HEAD = "0006"  # bump with every new revision (reading the scripts costs 0.3 s a command)
 SQLITE_BUSY_MS = 10_000
-# The database failed or is away (a restart, a failover, a full disk): what a long-running
-# task waits out and tries again, where a bug would be any other exception.
-UNAVAILABLE = (sa_exc.DBAPIError, DatabaseError)
+# The database failed or is away (a restart, a failover, a full disk, a lost connection):
+# what a long-running task waits out and tries again. Not an IntegrityError or a
+# ProgrammingError: those are bugs, and a bug stops the daemon loudly (task_died).
+UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, DatabaseError)
 
 
 def normalise_url(url: str) -> str:

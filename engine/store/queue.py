@@ -206,7 +206,9 @@ class QueueStore:
         rows, by_id = [], {d.id: d for d in due}
         for d in due:
             if (w := waiting.get(d.id)) is not None:
-                if d.step_name and (w.step_name, w.occurrence) != (d.step_name, d.occurrence):
+                # (A row with no step name, from before 0004, cannot have its own touch in
+                # flight: a claim names it. So its waiting touch is an earlier step's.)
+                if (w.step_name, w.occurrence) != (d.step_name, d.occurrence):
                     replan.settle(conn, d, Defer(max(w.retry_at or now, now) + BEHIND_EARLIER,
                                                  f"waits for step '{w.step_name}'"), now)
                 continue

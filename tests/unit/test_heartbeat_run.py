@@ -5,6 +5,7 @@ on a bug in the reaper (fake worker store and reaper, real asyncio)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from engine.daemon.heartbeat import Heartbeat
 from engine.testing import FrozenClock
+from tests.servers import polling
 
 
 class Workers:
@@ -49,10 +51,8 @@ def run_until(workers: Workers, reaper: Reaper, beats: int) -> bool:
                          timedelta(seconds=60))
         stop = asyncio.Event()
         task = asyncio.create_task(beat.run(stop))
-        for _ in range(1000):
-            if workers.beats >= beats or task.done():
-                break
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(AssertionError):  # the caller asserts on what came of it
+            await polling.until(lambda: workers.beats >= beats or task.done(), 10)
         stop.set()
         reaper.release.set()
         await task

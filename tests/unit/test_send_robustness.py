@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from structlog.testing import capture_logs
 
 from engine.domain.touch import MAX_DEFERRALS
-from engine.errors import MailboxRejected
+from engine.errors import MailboxRejected, TransientSendError
 from engine.store.tables import Touch
 from engine.testing import FrozenClock
 from tests.servers.engine_env import Env, make_env, sequence
@@ -181,3 +181,30 @@ def test_a_begin_that_committed_but_raised_is_due_again_not_stuck_sending(
     env.clock.advance(minutes=1)
     assert env.run_once()["sent"] == 1
     assert [m.recipient for m in env.sender.sent] == ["ada@example.com"]
+
+
+def test_a_pass_whose_claim_fails_midway_strands_nothing(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ada's touch waits for a retry (a 451), Bob's is due; the pass claims Ada's retry, then
+    the due claim fails (the database went away). Ada's claim is handed back, not held until
+    a restart: the next pass sends both (it used to send Bob only)."""
+    env.sender.fail = lambda m: (TransientSendError("451 4.3.0 try later", 451)
+                                 if not env.sender.attempts[:-1] else None)
+    env.enroll("ada@example.com")
+    assert env.run_once()["retry"] == 1
+    env.clock.advance(minutes=1)
+    env.enroll("bob@example.com")
+    real, failed = env.store.queue.claim_due, [False]
+
+    def claim_due(*args: Any, **kwargs: Any) -> Any:
+        if not failed[0]:
+            failed[0] = True
+            raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(env.store.queue, "claim_due", claim_due)
+    with pytest.raises(OperationalError):
+        env.run_once()
+    assert env.run_once()["sent"] == 2
+    assert sorted(m.recipient for m in env.sender.sent) == ["ada@example.com",
+                                                            "bob@example.com"]

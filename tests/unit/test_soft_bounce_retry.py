@@ -11,6 +11,7 @@ from email import message_from_bytes
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from engine.mail.parse import parse_inbound
 from engine.services.handle_inbound import Handled, HandleInbound, InboundSettings
@@ -117,11 +118,13 @@ def test_a_soft_bounce_of_the_last_step_is_counted_not_sent_again(tmp_path: Path
     assert kinds.count("soft_bounce_counted") == 1 and "soft_bounce_not_retried" in kinds
 
 
+@pytest.mark.parametrize("unnamed", [False, True], ids=["named", "row-from-before-0004"])
 def test_a_step_that_falls_due_while_the_bounced_email_waits_goes_out_after_it(
-        tmp_path: Path) -> None:
+        tmp_path: Path, unnamed: bool) -> None:
     """`later` falls due (12 hours) before the bounced `first` is retried (1 day): it waits
     for the retry, then goes out, and `last` after it; the enrollment finishes. (It used to
-    lose its due time at the claim that found the retry waiting: active, never due again.)"""
+    lose its due time at the claim that found the retry waiting: active, never due again.)
+    The same for an enrollment row without a step name (from before migration 0004)."""
     steps = [STEPS[0], {**STEPS[1], "after": "12 hours"},
              {"name": "last", "after": "2 days", "send_window": "any",
               "email": {"template": "again.md.j2"}}]
@@ -130,6 +133,9 @@ def test_a_step_that_falls_due_while_the_bounced_email_waits_goes_out_after_it(
     env.run_once()
     [first] = env.touches()
     assert soft_bounce(env, 1).retried == [first.id]
+    if unnamed:
+        with env.store.db.write() as conn:
+            conn.execute(text("UPDATE enrollment SET step_name = ''"))
     env.clock.advance(hours=13)
     env.run_once()
     assert len(env.sender.sent) == 1  # `later` waits for the retry of `first`
