@@ -195,16 +195,18 @@ def test_import_warns_about_rows_lacking_a_field_the_emails_use(cli, project: Pa
 
 
 def test_the_import_progress_bar_ends_at_the_number_of_rows(cli, project: Path) -> None:  # noqa: ANN001, E501
-    """Six rows on eight lines (a quoted cell spans two, one line is blank), four rejected and
-    one repeat: the bar ends at 6/6, not at the accepted rows nor at the line count."""
+    """Five rows and a blank line on eight lines (a quoted cell spans two), three rejected and
+    one repeat: the bar ends at 5/5, not at the accepted rows nor at the line count; the
+    blank line is skipped, not a row."""
     cli("db", "upgrade")
     (project / "leads.csv").write_text(
         'email,first_name\nada@example.com,Ada\nbad,B\n\ngrace@example.com,"Grace\nH"\n'
         "ADA@example.com,Ada\nnope,C\n")
     done = nurture("import", "demo-request", "leads.csv", cwd=project)
     assert done.returncode == 0, done.stderr
-    assert "1 enrolled" in done.stdout and "4 rejected" in done.stdout
-    assert "6/6" in done.stderr and "/8" not in done.stderr
+    assert "1 enrolled" in done.stdout and "3 rejected" in done.stdout
+    assert "1 empty row(s) were skipped" in done.stdout
+    assert "5/5" in done.stderr and "/8" not in done.stderr
 
 
 def test_line_breaks_in_lead_data_are_refused_by_enroll_and_import(cli, project: Path) -> None:  # noqa: ANN001, E501
