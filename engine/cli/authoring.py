@@ -25,6 +25,7 @@ from engine.domain.context import default_sample_sender, lead_view
 from engine.domain.sequence import Sequence
 from engine.domain.timeline import simulate as simulate_timeline
 from engine.errors import NotFound
+from engine.services.enroll import normalise_email
 from engine.settings import Settings
 
 SequencesOption = typer.Option(
@@ -185,6 +186,8 @@ def _prepare(config: Path | None, name: str, sequences: Path | None, templates: 
     settings = _settings(config)
     catalog, seq = _sequence(settings, name, sequences, templates)
     lead = lead_from_inputs(seq.sample_lead, lead_file, sets or [])
+    if lead.get("email"):  # refused here exactly as `enroll` refuses it
+        lead["email"] = normalise_email(str(lead["email"]))
     zone = seq.zone(lead.get("timezone"), settings.default_timezone)
     return _Prepared(settings, catalog, seq, lead, zone)
 

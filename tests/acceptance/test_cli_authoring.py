@@ -235,6 +235,13 @@ def test_simulate_with_a_reply_before_the_start_is_a_usage_error(cli: CliRunner)
     assert "is before the enrollment" in result.output
 
 
+def test_preview_refuses_an_address_enroll_would_refuse(tmp_path: Path) -> None:
+    """--set email=notanemail: exit 1 with enroll's reason (it rendered `To: notanemail`)."""
+    result = nurture("preview", "demo-request", "--set", "email=notanemail", *REPO, cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "'notanemail' is not a valid email address" in result.stderr
+
+
 def test_unknown_sequence_is_a_clear_error(tmp_path: Path) -> None:
     """The real entry point prints `error: ...` with a suggestion, exit 1, no traceback."""
     result = nurture("preview", "demo-requst", *REPO, cwd=tmp_path)
