@@ -28,8 +28,14 @@ color: #222222;">
 </html>
 """
 
-# Characters that would let a lead's own data add links, images or emphasis to our HTML.
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]])")
+# Characters that would let a lead's own data add links, images, emphasis or (with `{: ...}`,
+# the attribute lists of Markdown Extra) any attribute to our HTML.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}])")
+# ... and, at the start of a line inside a value, a heading, list, rule, table or code
+# block: its indent is dropped and its marker written as an HTML entity (Markdown has no
+# backslash escape for some of them; `>` is already &gt;).
+_MD_INDENT = re.compile(r"(^|\n)[ \t]+")
+_MD_LINE_START = re.compile(r"(^|\n)(?:([#+=|~:-])|(\d+)([.)]))")
 MAX_SUBJECT = 900  # RFC 5322 caps a header line at 998 characters, folding included
 
 
@@ -37,7 +43,15 @@ def markdown_finalize(value: Any) -> Any:
     """Jinja `finalize` for Markdown templates: HTML-escape, then neutralise Markdown syntax."""
     if isinstance(value, Markup):
         return value  # written by the template author (|safe, macros, includes)
-    return Markup(_MD_SPECIAL.sub(r"\\\1", str(escape(value))))
+    text = _MD_INDENT.sub(r"\1", _MD_SPECIAL.sub(r"\\\1", str(escape(value))))
+    return Markup(_MD_LINE_START.sub(_plain_line_start, text))
+
+
+def _plain_line_start(m: re.Match[str]) -> str:
+    """A line of lead data starts as text: its block marker written as an entity."""
+    if m.group(2):
+        return f"{m.group(1)}&#{ord(m.group(2))};"
+    return f"{m.group(1)}{m.group(3)}&#{ord(m.group(4))};"
 
 
 def markdown_to_html(source: str) -> str:

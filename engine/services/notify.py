@@ -181,8 +181,8 @@ def webhook_payload(detail: Any, link: str, new: bool) -> dict[str, Any]:
     """JSON for chat tools: `text` is what Slack, Mattermost and Teams show."""
     h, lead, reply = detail.handoff, detail.lead, detail.reply
     said = (reply.new_text if reply is not None else "").strip()
-    quote = said[:500] + ("..." if len(said) > 500 else "")
-    text = (f"{who(detail)} {'replied' if new else 'wrote again'}"
+    quote = _chat_escaped(said[:500]) + ("..." if len(said) > 500 else "")
+    text = (f"{_chat_escaped(who(detail))} {'replied' if new else 'wrote again'}"
             + (f" to {h.sequence}" if h.sequence else "")
             + (f", assigned to {h.rep}" if h.rep else "") + f": {link}")
     if quote:
@@ -192,6 +192,12 @@ def webhook_payload(detail: Any, link: str, new: bool) -> dict[str, Any]:
         "new": new, "reply": said,
         "lead": {k: v for k, v in _fields(lead)},
     }
+
+
+def _chat_escaped(text: str) -> str:
+    """What a prospect wrote, as text in Slack / Mattermost markup: `<!channel>` would ping
+    the whole channel and `<https://evil|Open in nurture>` show a disguised link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _fields(lead: Any) -> list[tuple[str, str]]:

@@ -24,6 +24,9 @@ from engine.web.state import nurture, runtime, sessions
 router = APIRouter(prefix="/reps", include_in_schema=False)
 
 
+MAX_NAME = 200  # a rep's name; longer is not one
+
+
 @router.get("/login")
 async def login_form(request: Request, next: str = "/reps/") -> Response:  # noqa: A002
     return _login_page(request, next_path=safe_next(next))
@@ -34,15 +37,20 @@ async def login(request: Request, name: str = Form(""), password: str = Form("")
                 csrf: str = Form(""), next: str = Form("/reps/")) -> Response:  # noqa: A002
     s = sessions(request)
     s.check_csrf(request, csrf)
+    name = name[:MAX_NAME]  # echoed back in the page
     throttle: LoginThrottle = request.app.state.login_throttle
     wait = throttle.wait(name)
     if wait:
         return _login_page(request, next_path=safe_next(next), name=name, status=429,
                            error=f"Too many failed sign-ins for this name: try again in "
                                  f"{max(1, round(wait / 60))} min.")
-    rep = await asyncio.to_thread(verify, nurture(request).settings, name, password)
+    settings = nurture(request).settings
+    rep = await asyncio.to_thread(verify, settings, name, password)
     if rep is None:
-        throttle.failed(name)
+        # Counted for the reps that exist only: a failure for any other name would be kept
+        # in memory for nothing (a stream of made-up names grew it without bound).
+        if any(r.name.lower() == name.strip().lower() for r in settings.reps):
+            throttle.failed(name)
         return _login_page(request, next_path=safe_next(next), name=name, status=401,
                            error="That name and password do not match a rep.")
     throttle.succeeded(name)

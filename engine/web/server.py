@@ -16,6 +16,7 @@ from engine import __version__
 from engine.app import App
 from engine.web import api, errors, marketer, metrics, pages, unsubscribe
 from engine.web.auth import LoginThrottle, Sessions, SignInRequired, login_url
+from engine.web.limits import BodyLimit
 from engine.web.state import Runtime
 
 # Our pages load nothing from elsewhere and run no script.
@@ -50,6 +51,7 @@ def create_app(app: App, runtime: Runtime | None = None) -> FastAPI:
     errors.install(web)
     web.add_exception_handler(SignInRequired, _to_login)
     web.middleware("http")(_security_headers)
+    web.add_middleware(BodyLimit)  # outermost: before any route reads a body
 
     @web.get("/", include_in_schema=False)
     async def home() -> Response:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from engine.app import App
 from engine.mail.imap import WatcherStatus
@@ -33,6 +34,7 @@ class Site:
     app: App
     url: str
     sink: SmtpSink
+    web: FastAPI
 
     def client(self) -> httpx.Client:
         c = httpx.Client(base_url=self.url)
@@ -52,8 +54,9 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     with SmtpSink() as sink:
         app = make_app(web_settings(tmp_path, monkeypatch, smtp_port=sink.port))
         watchers = {"sales": WatcherStatus(connected=True, last_event_at=datetime.now(UTC))}
-        with served(web_app(app, Runtime(watchers=lambda: watchers))) as url:
-            yield Site(app, url, sink)
+        web = web_app(app, Runtime(watchers=lambda: watchers))
+        with served(web) as url:
+            yield Site(app, url, sink, web)
 
 
 def csrf(html: str) -> str:
@@ -105,6 +108,33 @@ def test_repeated_wrong_passwords_lock_the_name_for_a_while(site: Site) -> None:
     r = c.post("/reps/login", data={"name": "bob", "password": REPS["bob"],
                                     "csrf": csrf(c.get("/reps/login").text)})
     assert r.status_code == 303
+
+
+def test_failures_for_names_that_are_no_rep_are_not_kept(site: Site) -> None:
+    """Made-up names (here long ones) fail like any wrong password but leave nothing in the
+    throttle: a stream of them grew its memory without bound. The name shown back is cut."""
+    c = site.client()
+    for i in range(20):
+        r = c.post("/reps/login", data={"name": f"{i}" + "x" * 5000, "password": "guess",
+                                        "csrf": csrf(c.get("/reps/login").text)})
+        assert r.status_code == 401 and "x" * 201 not in r.text
+    c.post("/reps/login", data={"name": "ada", "password": "guess",
+                                "csrf": csrf(c.get("/reps/login").text)})
+    throttle = site.web.state.login_throttle
+    assert list(throttle._failures) == ["ada"]
+
+
+def test_a_body_over_the_limit_is_refused_before_anything_reads_it(site: Site) -> None:
+    """A 1 MB body to the API (no token), the unsubscribe POST and the sign-in form: 413,
+    before FastAPI parses it (it read and parsed any size, then answered 401)."""
+    c = site.client()
+    big = "a" * (1024 * 1024)
+    assert c.post("/api/leads/enroll", content=f'{{"email": "{big}"}}',
+                  headers={"content-type": "application/json"}).status_code == 413
+    assert c.post("/u/anything", data={"x": big}).status_code == 413
+    assert c.post("/reps/login", data={"name": big}).status_code == 413
+    small = c.post("/api/leads/enroll", json={"email": "ada@example.com"})
+    assert small.status_code == 401  # under the limit: on to the token check
 
 
 def test_sign_in_without_the_csrf_token_is_refused(site: Site) -> None:

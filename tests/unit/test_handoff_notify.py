@@ -153,3 +153,14 @@ def test_a_vanished_handoff_is_an_error_not_a_crash() -> None:
     svc, sender, _ = notifier(None)
     done = asyncio.run(svc.notify(HandoffEvent(7, 3, True)))
     assert sender.sent == [] and done.errors == ["no handoff with id 7"]
+
+
+def test_a_prospects_markup_reaches_the_chat_as_text() -> None:
+    """A reply with `<!channel>` and a disguised link: escaped in `text` (Slack read them as a
+    channel-wide ping and a link labelled 'Open in nurture'); `reply` keeps what was said."""
+    said = "<!channel> please <https://evil.example/login|Open in nurture> & see"
+    payload = webhook_payload(detail(new_text=said), "https://n.test/reps/7", True)
+    assert "<!channel>" not in payload["text"] and "<https://evil" not in payload["text"]
+    assert "&lt;!channel&gt; please &lt;https://evil.example/login|Open in nurture&gt; &amp; " \
+           "see" in payload["text"]
+    assert payload["reply"] == said

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,24 @@ def test_lead_data_cannot_add_markdown_links(root: Path) -> None:
     out = Renderer(root).render_email("a.md.j2", context(first_name="[click](http://evil.example)"))
     assert "<a " not in out.html
     assert "[click](http://evil.example)" in out.html
+
+
+@pytest.mark.parametrize("value", [
+    "Ada\n{: onmouseover=alert(1) style=color:red }",  # Markdown Extra's attribute list
+    "reporting\n\n# URGENT: your account is locked\n\n    reset it now",  # heading, code
+    "x\n\n- one\n+ two\n\n1. three\n\nTitle\n===\n\n| a | b |\n|---|---|\n| c | d |",
+])
+def test_lead_data_cannot_add_attributes_or_blocks(root: Path, value: str) -> None:
+    """A field sent through a web form cannot give our HTML an attribute, a heading, a list,
+    a code block or a table (`{: ...}` gave any attribute, `\n# ...` a heading); the text
+    part keeps it as typed."""
+    write(root, "a.md.j2", email("Hi", "Hi {{ lead.fields.use_case }}\n\nThanks."))
+    out = Renderer(root).render_email("a.md.j2", context(use_case=value))
+    body = out.html.split("<body", 1)[1].split(">", 1)[1]
+    assert not re.search(r"<(h\d|ul|ol|li|pre|code|table|hr)\b", body), body
+    assert not re.search(r"<p [^>]", body), body  # no attribute on a paragraph
+    assert "onmouseover" not in body or "{: onmouseover" in body
+    assert value.splitlines()[0] in out.text
 
 
 def test_html_template_is_escaped_and_gets_a_text_part(root: Path) -> None:
