@@ -70,10 +70,13 @@ _BODY = re.compile(
 )
 # Where a notice stops and the copy of the original message starts.
 _ORIGINAL = re.compile(
-    r"^[\s>-]*(?:-+ ?)?(?:original message(?! was received)|below this line is a copy|"
+    # One class for the leading quote marks, dashes and blanks, and never across lines:
+    # overlapping quantifiers here took minutes on a line of dashes (a ReDoS in every pass).
+    r"^[ \t>-]*(?:original message(?! was received)|below this line is a copy|"
     r"(?:this|here) is a copy of the (?:first part of the )?message|the header of the original "
     r"message|header of the source mail|original message follows|unsent message below|"
-    r"(?:start of )?returned message|message headers? follows?|-+ ?(?:original|returned) )",
+    r"(?:start of )?returned message|message headers? follows?|"
+    r"(?:(?<=-)|(?<=- ))(?:original|returned) )",
     re.IGNORECASE | re.MULTILINE,
 )
 # A subject that announces a warning, not a failure ("Warning: message delayed 2 days").

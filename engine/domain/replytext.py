@@ -50,14 +50,14 @@ _ATTRIBUTIONS = (
     re.compile(r"^[\s>]*\d{4}-\d\d-\d\d \d\d?:\d\d GMT[+-]\d\d:\d\d \S.*$"),
 )
 _MARKER = re.compile(
-    r"^[\s>*]*(?:-{2,}|_{2,}|\*{2,})?\s*(?:"
+    r"^[ \t>*]*(?:(?:-{2,}|_{2,})[ \t]*)?(?:"
     r"original message|forwarded message|reply message|message d'origine|message transféré|"
     r"ursprüngliche nachricht|weitergeleitete nachricht|mensaje original|mensaje reenviado|"
     r"mensagem original|mensagem encaminhada|oorspronkelijk bericht|doorgestuurd bericht|"
     r"messaggio originale|messaggio inoltrato|originalmeddelande|opprinnelig melding|"
     r"oprindelig meddelelse|alkuperäinen viesti|исходное сообщение|пересылаемое сообщение|"
     r"原始邮件|原始郵件|元のメッセージ"
-    r")\s*(?:-{2,}|_{2,}|\*{2,})?[\s*]*$"
+    r")[ \t*_-]*$"
     r"|^[\s>]*(?:begin forwarded message|début du message (?:réexpédié|transféré)|"
     r"anfang der weitergeleiteten nachricht)\s*:?\s*$",
     re.IGNORECASE,
@@ -113,11 +113,14 @@ _WRAPPED_START = re.compile(rf"^[\s*-]*(?:(?:{_OPENER})\s|\d|.*@|.*\svia\s)", re
 
 def _attribution_span(lines: list[str], i: int) -> int:
     """How many lines (1-3) starting at i form an attribution line; 0 when none."""
+    if len(lines[i].strip()) > 400:  # longer than any attribution (and regexes cost on it)
+        return 0
     for span in (1, 2, 3):
         if i + span > len(lines) or (span > 1 and not lines[i + span - 1].strip()):
             break
         if span > 1 and (
-            not _WRAPPED_START.match(lines[i]) or lines[i + span - 1].lstrip().startswith(">")
+            not _WRAPPED_START.match(lines[i].strip())
+            or lines[i + span - 1].lstrip().startswith(">")
         ):
             break
         joined = " ".join(part.strip() for part in lines[i : i + span])

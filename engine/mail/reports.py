@@ -23,7 +23,7 @@ _RETURNED = ("message-id", "in-reply-to", "references", "to", "subject", "date")
 _RETURNED_PREFIX = "x-nurture-"
 # An inline copy of the original in a non-standard bounce: header lines, maybe "> "-quoted.
 _INLINE_HEADER = re.compile(
-    r"^[ \t]*>?[ \t]*(message-id|in-reply-to|references|x-nurture-[a-z0-9-]+)[ \t]*:[ \t]*"
+    r"^[ \t]*(?:>[ \t]*)?(message-id|in-reply-to|references|x-nurture-[a-z0-9-]+)[ \t]*:[ \t]*"
     r"(.*(?:\n[ \t]+\S.*)*)",
     re.IGNORECASE | re.MULTILINE,
 )
