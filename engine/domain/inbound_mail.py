@@ -84,3 +84,14 @@ _REPLY_PREFIX = re.compile(
 def is_reply_subject(subject: str) -> bool:
     """Does the subject carry a reply prefix (Re:, AW:, SV:, Antw:, RES: ...)?"""
     return bool(_REPLY_PREFIX.match(subject))
+
+
+def storable(text: str) -> str:
+    """Without NUL (PostgreSQL refuses it in text) and lone surrogates (UTF-7's `+2AA-`
+    decodes to one; no driver can encode it): such a reply was retried forever, or lost."""
+    text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text

@@ -10,6 +10,8 @@ import codecs
 from email.header import Header, decode_header
 from email.message import Message
 
+from engine.domain.inbound_mail import storable
+
 # Charset labels seen in the wild that Python's codec registry does not know.
 _CHARSET_ALIASES = {
     "ks_c_5601-1987": "cp949", "iso-8859-8-i": "iso-8859-8", "x-sjis": "shift_jis",
@@ -35,17 +37,18 @@ def codec_for(charset: str | None) -> str | None:
 
 
 def decode_bytes(data: bytes, charset: str | None) -> str:
-    """Bytes -> text in the declared charset, else UTF-8, else Latin-1 (which cannot fail)."""
+    """Bytes -> text in the declared charset, else UTF-8, else Latin-1 (which cannot fail);
+    always text a database can store (see storable)."""
     codec = codec_for(charset)
     for candidate in (codec, "utf-8"):
         if candidate:
             try:
-                return data.decode(candidate)
+                return storable(data.decode(candidate))
             except (UnicodeDecodeError, LookupError, ValueError):
                 continue
     if codec:
-        return data.decode(codec, errors="replace")
-    return data.decode("latin-1")
+        return storable(data.decode(codec, errors="replace"))
+    return storable(data.decode("latin-1"))
 
 
 def _unescape(value: str) -> str:

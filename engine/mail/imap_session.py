@@ -165,5 +165,7 @@ def fetch(client: IMAPClient, uids: list[int]) -> list[Fetched]:
     for uid in sorted(data):
         item = data[uid]
         if BODY in item:
-            out.append(Fetched(uid, bytes(item[BODY]), item.get(b"INTERNALDATE")))
+            # RFC 3501 allows NIL for a body the server cannot give: an empty message, not
+            # a crash (the same UID would crash every restart).
+            out.append(Fetched(uid, bytes(item[BODY] or b""), item.get(b"INTERNALDATE")))
     return out

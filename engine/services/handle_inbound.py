@@ -32,6 +32,7 @@ import structlog
 
 from engine.domain.correlation import MatchKey, match_keys, message_ids_in
 from engine.domain.inbound import Classification, InboundMail, classify
+from engine.domain.inbound_mail import storable
 from engine.domain.replytext import reply_new_text
 from engine.domain.sequence import Rules
 from engine.domain.sequence import Sequence as SequenceModel
@@ -234,14 +235,14 @@ def _columns(raw: RawMessage, reading: Reading, verdict: Classification,
     mail = reading.mail
     return {
         "mailbox": raw.mailbox, "folder": raw.folder, "uidvalidity": raw.uidvalidity,
-        "uid": raw.uid, "message_id": (mail.message_id or "")[:500],
-        "from_addr": mail.from_addr[:320], "subject": mail.subject[:500],
-        "kind": verdict.kind.value, "reason": verdict.reason[:1000],
-        "failed_recipients": ";".join(verdict.failed_recipients)[:2000],
+        "uid": raw.uid, "message_id": storable((mail.message_id or "")[:500]),
+        "from_addr": storable(mail.from_addr[:320]), "subject": storable(mail.subject[:500]),
+        "kind": verdict.kind.value, "reason": storable(verdict.reason[:1000]),
+        "failed_recipients": storable(";".join(verdict.failed_recipients)[:2000]),
         "lead_id": found.lead_id if found else None,
         "touch_id": found.touch_id if found else None,
         "matched_by": found.by if found else "none",
-        "new_text": reading.new_text[:20000] if verdict.written_by_person else "",
+        "new_text": storable(reading.new_text[:20000]) if verdict.written_by_person else "",
         "raw": bytes(raw.raw[:RAW_LIMIT]),
     }
 

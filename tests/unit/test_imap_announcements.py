@@ -49,3 +49,16 @@ def test_the_count_follows_the_announcements() -> None:
     assert not announced.new_mail()
     responses["EXISTS"] = [b"4"]  # 5 - 2 + 1
     assert announced.new_mail()
+
+
+def test_a_body_the_server_gives_as_nil_is_an_empty_message() -> None:
+    """`BODY[] NIL` (RFC 3501 allows it): an empty message, handled and passed; it raised
+    TypeError, which stopped the daemon, and again after every restart (found by review)."""
+    from engine.mail.imap_session import BODY, fetch
+
+    class Client:
+        def fetch(self, uids: list[int], items: list[bytes]) -> dict[int, dict[bytes, object]]:
+            return {7: {BODY: None, b"INTERNALDATE": None}, 8: {BODY: b"Subject: x\r\n\r\nhi"}}
+
+    got = fetch(Client(), [7, 8])  # type: ignore[arg-type]
+    assert [(f.uid, f.raw) for f in got] == [(7, b""), (8, b"Subject: x\r\n\r\nhi")]
