@@ -2,8 +2,8 @@
 
 A Message-ID names the enrollment, step and repetition it was sent for, plus a random part
 so two databases (or a reset one) never mint the same ID. The inbound matcher looks a reply's
-In-Reply-To / References up in the touch table first; `parse_message_id` is the fallback that
-still works when the touch row is gone.
+In-Reply-To / References up in the touch table, and only there: an ID that merely has our
+shape (another installation's, a restored database's) names nobody here.
 """
 
 from __future__ import annotations
@@ -14,17 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 PREFIX = "nurture"
-_OURS = re.compile(
-    rf"^<?{PREFIX}\.(?P<enr>[0-9a-z]+)\.(?P<step>\d+)\.(?P<occ>\d+)\.[0-9a-z]+@(?P<domain>[^>\s]+)>?$"
-)
 _ANGLE_ID = re.compile(r"<[^<>\s]+@[^<>\s]+>")
-
-
-@dataclass(frozen=True)
-class TouchKey:
-    enrollment_id: int
-    step_index: int
-    occurrence: int
 
 
 def mint_message_id(domain: str, enrollment_id: int, step_index: int, occurrence: int) -> str:
@@ -34,14 +24,6 @@ def mint_message_id(domain: str, enrollment_id: int, step_index: int, occurrence
         raise ValueError(f"'{domain}' is not a domain for a Message-ID")
     token = secrets.token_hex(6)
     return f"<{PREFIX}.{_b36(enrollment_id)}.{step_index}.{occurrence}.{token}@{domain}>"
-
-
-def parse_message_id(message_id: str) -> TouchKey | None:
-    """The touch a Message-ID of ours was minted for; None for anybody else's."""
-    m = _OURS.match(message_id.strip())
-    if not m:
-        return None
-    return TouchKey(int(m["enr"], 36), int(m["step"]), int(m["occ"]))
 
 
 # local@domain.tld with nothing a header could misread: what compose writes into From/To.

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, func, insert, literal_column, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from engine.domain.correlation import MatchKey, parse_message_id
+from engine.domain.correlation import MatchKey
 from engine.domain.lead import LeadRecord
 from engine.domain.schedule import assume_utc
 from engine.domain.states import EnrollmentState, HandoffState, TouchState
@@ -207,16 +207,12 @@ class InboundTx:
         return None
 
     def _by_message_id(self, key: MatchKey) -> Matched | None:
+        # Only a Message-ID we recorded: one that merely looks like ours (another
+        # installation's, a restored database's, a forged one) named our enrollment by the
+        # number in it, and a stranger's "remove me" stopped and suppressed that lead.
         row = self.conn.execute(select(T.c.id, T.c.lead_id, T.c.sequence).where(
             T.c.message_id == key.message_id).limit(1)).first()
-        if row is not None:
-            return Matched(row.lead_id, row.id, key.by, row.sequence)
-        ours = parse_message_id(key.message_id)  # the touch row may be gone: its enrollment
-        if ours is None:
-            return None
-        row = self.conn.execute(select(E.c.lead_id, E.c.sequence).where(
-            E.c.id == ours.enrollment_id)).first()
-        return Matched(row.lead_id, None, key.by, row.sequence) if row else None
+        return Matched(row.lead_id, row.id, key.by, row.sequence) if row is not None else None
 
     def _by_address(self, key: MatchKey) -> Matched | None:
         lead_id = self.conn.execute(select(L.c.id).where(L.c.email == key.address)).scalar()

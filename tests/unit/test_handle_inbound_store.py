@@ -144,3 +144,18 @@ def test_cursors_are_saved_and_loaded(env: Env) -> None:
     cursors.save("sales", "INBOX", 11, 9)
     cursors.save("sales", "Replies", 3, 2)
     assert (cursors.load("sales", "INBOX"), cursors.load("sales", "Replies")) == ((11, 9), (3, 2))
+
+
+def test_a_message_id_that_only_looks_like_ours_names_nobody(env: Env) -> None:
+    """A stranger's "please remove me" whose In-Reply-To has our shape but was never sent by
+    this installation (`<nurture.1.0.0.x@other-vendor.example>`: another installation, a
+    restored database): it matched enrollment 1 by its number, stopped Ada and suppressed
+    her address (found by review). Now it names nobody: Ada goes on."""
+    first_touch(env)
+    done = handler(env)(RawMail(reply_to("<nurture.1.0.0.deadbeef0000@other-vendor.example>",
+                                         body="Please remove me from your list.",
+                                         frm="stranger@elsewhere.example")))
+    assert done.lead_id is None
+    assert env.store.leads.suppression("ada@example.com") is None
+    report = env.store.reports.lead("ada@example.com")
+    assert report is not None and report.enrollments[0]["state"] == "active"
