@@ -129,6 +129,7 @@ class MailboxWatcher:
         self.timeout, self.backoff = timeout, backoff
         self._status = WatcherStatus()
         self._caught_up = False
+        self._unavailable: set[str] = set()  # folders already said to be unavailable
 
     @property
     def status(self) -> WatcherStatus:
@@ -174,8 +175,7 @@ class MailboxWatcher:
         try:
             with imap.session(self.cfg, self._password, self.timeout) as client:
                 self._set(connected=True, last_error="")
-                for folder in self.cfg.folders:
-                    self._catch_up(client, folder)
+                self._catch_up_all(client, self.cfg.folders)
         except imap.CONNECTION_ERRORS as exc:
             self._set(last_error=str(exc))
             raise MailboxError(f"mailbox '{self.mailbox}': cannot catch up on replies at "
@@ -227,10 +227,9 @@ class MailboxWatcher:
         order = [*self.cfg.folders[1:], self.cfg.folders[0]]
         while not self.stop.is_set():
             before = self._status.handled + self._status.handle_failures
-            for folder in order:
-                self._catch_up(client, folder)
-                if self.stop.is_set():
-                    return
+            self._catch_up_all(client, order)
+            if self.stop.is_set():
+                return
             self._caught_up = True
             self._recovered()
             if self._status.handled + self._status.handle_failures > before:
@@ -287,6 +286,23 @@ class MailboxWatcher:
         self._heard()
 
     # -- catching up by UID --------------------------------------------------------------------
+
+    def _catch_up_all(self, client: IMAPClient, folders: list[str]) -> None:
+        """Each folder in turn. One that cannot be opened, other than the first, is said (in
+        the status and once in the log) and skipped, and tried again next time: a missing
+        `Replies` folder used to end every session before INBOX was read."""
+        for folder in folders:
+            try:
+                self._catch_up(client, folder)
+            except imap.FolderUnavailable as exc:
+                if folder == self.cfg.folders[0]:
+                    raise
+                self._set(last_error=str(exc))
+                if folder not in self._unavailable:
+                    self._unavailable.add(folder)
+                    self.log.warning("imap_folder_unavailable", folder=folder, error=str(exc))
+            if self.stop.is_set():
+                return
 
     def _catch_up(self, client: IMAPClient, folder: str) -> None:
         state = imap.examine(client, folder)

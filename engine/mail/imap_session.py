@@ -122,6 +122,11 @@ def _text(exc: BaseException) -> str:
     return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
 
 
+class FolderUnavailable(MailboxError):
+    """The server refused to open one folder (it does not exist, no right to read it); the
+    connection itself is fine."""
+
+
 def examine(client: IMAPClient, folder: str) -> FolderState:
     """SELECT read-only (EXAMINE): we never change flags in the rep's mailbox."""
     try:
@@ -129,7 +134,7 @@ def examine(client: IMAPClient, folder: str) -> FolderState:
     except IMAPClientAbortError:
         raise  # the connection died: not the folder's fault
     except IMAPClientError as exc:
-        raise MailboxError(f"cannot open the folder {folder!r}: {_text(exc)}") from exc
+        raise FolderUnavailable(f"cannot open the folder {folder!r}: {_text(exc)}") from exc
     uidnext = info.get(b"UIDNEXT")
     return FolderState(int(info[b"UIDVALIDITY"]), int(uidnext) if uidnext else None,
                        int(info.get(b"EXISTS", 0)))

@@ -268,12 +268,16 @@ def test_wrong_password_is_reported_and_retried(dovecot: Dovecot) -> None:
 
 
 def test_a_missing_folder_is_reported_then_watched_once_created(dovecot: Dovecot) -> None:
-    """A watched folder that does not exist yet is named in the status; the watcher retries
-    and hands its mail once someone creates it."""
+    """A watched folder that does not exist yet is named in the status while INBOX is watched
+    all the same (a missing second folder used to end every session before INBOX was read);
+    the watcher tries it again and hands its mail once someone creates it."""
     cfg = dovecot.imap_config(folders=["INBOX", "Leads"], idle_renew_seconds=5, poll_seconds=1)
     rec = Recorder()
     with watching(dovecot, rec, cfg=cfg, wait_ready=False, since=date.today) as watcher:
         assert wait_until(lambda: "'Leads'" in watcher.status.last_error)
+        inbox = make_message()
+        dovecot.append(USER, "INBOX", inbox[1])
+        assert rec.wait_for(inbox[0])
         mid, raw = make_message()
         dovecot.append(USER, "Leads", raw)
         assert rec.wait_for(mid)
