@@ -87,8 +87,9 @@ class ImapConfig(Section):
     folders: list[str] = Field(default_factory=lambda: ["INBOX"])
     sent_folder: str = "Sent"  # empty: do not keep a copy of sent mail
     idle: bool = True  # IDLE when the server offers it, else poll
-    idle_renew_seconds: int = 300  # re-issue IDLE well inside RFC 2177's 29 minutes
-    poll_seconds: int = 60
+    # IDLE is re-issued well inside RFC 2177's 29 minutes; 0 would be a busy loop.
+    idle_renew_seconds: int = Field(300, ge=1, le=1740)
+    poll_seconds: int = Field(60, ge=1)
 
 
 class MailboxConfig(Section):
@@ -247,6 +248,10 @@ def _explain(doc: Document | None, exc: ValidationError, from_env: Collection[st
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(loc[-1]), _setting_names(), n=1)
             msg = "unknown setting" + (f"; did you mean '{close[0]}'?" if close else "")
+        elif err["type"] in ("greater_than_equal", "less_than_equal"):
+            ctx = err.get("ctx", {})
+            msg = (f"must be at least {ctx.get('ge')}" if err["type"] == "greater_than_equal"
+                   else f"must be at most {ctx.get('le')}")
         elif err["type"] == "value_error":
             msg = str(err.get("ctx", {}).get("error", msg))  # our own message, no prefix
         lines.append(f"{where}: {'.'.join(str(p) for p in loc)}: {msg}")
