@@ -244,14 +244,11 @@ def _explain(doc: Document | None, exc: ValidationError, from_env: Collection[st
         top = str(loc[0]) if loc else ""
         where = (f"NURTURE_{top.upper()} (environment)" if top in from_env
                  else f"{doc.path}:{doc.line(loc)}" if doc is not None else "settings")
-        msg = _PLAIN_ERRORS.get(err["type"], err["msg"])
+        plain = _PLAIN_ERRORS.get(err["type"])  # our own words, with pydantic's bound
+        msg = plain.format(**err.get("ctx", {})) if plain else err["msg"]
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(loc[-1]), _setting_names(), n=1)
             msg = "unknown setting" + (f"; did you mean '{close[0]}'?" if close else "")
-        elif err["type"] in ("greater_than_equal", "less_than_equal"):
-            ctx = err.get("ctx", {})
-            msg = (f"must be at least {ctx.get('ge')}" if err["type"] == "greater_than_equal"
-                   else f"must be at most {ctx.get('le')}")
         elif err["type"] == "value_error":
             msg = str(err.get("ctx", {}).get("error", msg))  # our own message, no prefix
         lines.append(f"{where}: {'.'.join(str(p) for p in loc)}: {msg}")
@@ -264,6 +261,8 @@ _PLAIN_ERRORS = {
     "float_parsing": "must be a number, e.g. 30",
     "bool_parsing": "must be true or false",
     "missing": "is required",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
 }
 
 

@@ -172,13 +172,13 @@ def run(
             totals = await daemon.run_once(before=Watchers(app).catch_up_once)
             console().print(describe_totals(totals))
             if totals.get("retry"):
-                console().print("a touch waiting to retry had a temporary failure (the relay's "
-                             "answer is in the log, `touch_retry`, and in `nurture status`); "
-                             "it is tried again with backoff by the next runs")
+                console().print("a touch waiting to retry had a temporary failure (the "
+                                "relay's answer is in the log, `touch_retry`, and in `nurture "
+                                "status`); it is tried again with backoff by the next runs")
             if totals.get("fail") or totals.get("failed"):
-                console().print("a failed touch stops its enrollment: `nurture touches --failed` "
-                             "lists those that can be retried (bounces cannot); fix the "
-                             "cause, then `nurture touches retry ID`")
+                console().print("a failed touch stops its enrollment: `nurture touches "
+                                "--failed` lists those that can be retried (bounces cannot); "
+                                "fix the cause, then `nurture touches retry ID`")
         else:
             from engine.daemon.http import add_http
             from engine.daemon.reload import add_reload

@@ -8,15 +8,15 @@ enrollment on SQLite is picked up within about a second.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
 from datetime import datetime
 
 import structlog
 
+from engine.daemon.stopping import wait_or_stop
 from engine.services.ports import Clock
 from engine.services.send_due import PassReport, SendDue
-from engine.store.db import UNAVAILABLE, one_line
+from engine.store.db import UNAVAILABLE, failure
 
 log = structlog.get_logger("nurture.dispatcher")
 MIN_SLEEP = 0.05  # after an empty pass whose due work another worker holds: no hot loop
@@ -65,9 +65,9 @@ class Dispatcher:
                     failures += 1
                     self.failing_since = self.failing_since or self.clock.now()
                     log.warning("pass_failed_database", retry_in=wait,
-                                error=f"{type(exc).__name__}: {one_line(exc)}",
+                                error=failure(exc),
                                 failing_since=self.failing_since.isoformat())
-                    await self._wait(wait, stop)
+                    await wait_or_stop(stop, wait)
                     continue
                 if failures:
                     log.info("pass_database_back", failed_passes=failures)
@@ -117,12 +117,6 @@ class Dispatcher:
         finally:
             woken.cancel()
             stopped.cancel()
-
-    @staticmethod
-    async def _wait(seconds: float, stop: asyncio.Event) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
-
 
 
 def _seconds_until(at: datetime, now: datetime) -> float:

@@ -10,7 +10,6 @@ their own: their boot ids differ, so they never reap each other's live work.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 import secrets
@@ -20,9 +19,10 @@ from pathlib import Path
 
 import structlog
 
+from engine.daemon.stopping import wait_or_stop
 from engine.services.ports import Clock
 from engine.services.recover import Recovery
-from engine.store.db import UNAVAILABLE, one_line
+from engine.store.db import UNAVAILABLE, failure
 from engine.store.workers import WorkerRow, WorkerStore
 
 log = structlog.get_logger("nurture.heartbeat")
@@ -94,8 +94,7 @@ class Heartbeat:
                     _log_unavailable("heartbeat_failed_database", exc)
                 if reaping is None:
                     reaping = asyncio.create_task(self._reap(), name="reap")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.interval)
+                await wait_or_stop(stop, self.interval)
         finally:
             if reaping is not None:
                 await asyncio.wait({reaping})
@@ -108,7 +107,7 @@ class Heartbeat:
 
 
 def _log_unavailable(event: str, exc: BaseException) -> None:
-    log.warning(event, error=f"{type(exc).__name__}: {one_line(exc)}")
+    log.warning(event, error=failure(exc))
 
 
 def _raise_unless_unavailable(task: asyncio.Task[None], event: str) -> None:

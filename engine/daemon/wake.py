@@ -4,12 +4,13 @@ watch on the database file, so another process's enrollment wakes the dispatcher
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import structlog
+
+from engine.daemon.stopping import wait_or_stop
 
 log = structlog.get_logger("nurture.wake")
 CHANNEL = "nurture_due"
@@ -30,8 +31,7 @@ async def listen(url: str, wake: Callable[[], None], stop: asyncio.Event) -> Non
                         wake()
         except psycopg.OperationalError as exc:
             log.warning("listen_reconnect", error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), RECONNECT_SECONDS)
+            await wait_or_stop(stop, RECONNECT_SECONDS)
 
 
 async def watch_sqlite(path: Path, wake: Callable[[], None], stop: asyncio.Event) -> None:
@@ -45,8 +45,7 @@ async def watch_sqlite(path: Path, wake: Callable[[], None], stop: asyncio.Event
     """
     last = _stamp(path)
     while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), WATCH_SECONDS)
+        await wait_or_stop(stop, WATCH_SECONDS)
         now = _stamp(path)
         if now != last:
             last = now

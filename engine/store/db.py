@@ -135,6 +135,11 @@ class Database:
         self.engine.dispose()
 
 
+def failure(exc: BaseException) -> str:
+    """`OperationalError: server closed the connection ...`, for a log line."""
+    return f"{type(exc).__name__}: {one_line(exc)}"
+
+
 def one_line(exc: BaseException) -> str:
     """A database error's message on one line: the driver's own for a DBAPIError (libpq adds
     an indented hint line, SQLAlchemy the statement and a link)."""
